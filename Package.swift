@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// ResNetKit has C++ interop off so that any Swift package can import it; ResNetOneDNN and the
+// tool turn it on to reach the oneDNN bridge.
+let cxxInterop: [SwiftSetting] = [.interoperabilityMode(.Cxx)]
+
+let package = Package(
+    name: "swift-resnet",
+    products: [
+        .library(name: "ResNetKit", targets: ["ResNetKit"]),
+        .library(name: "ResNetOneDNN", targets: ["ResNetOneDNN"]),
+        .executable(name: "resnet", targets: ["resnet"]),
+    ],
+    targets: [
+        .target(
+            name: "CxxBridge",
+            path: "CxxBridge",
+            publicHeadersPath: "include",
+            linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("dl")]
+        ),
+        .target(name: "ResNetKit"),
+        .target(
+            name: "ResNetOneDNN",
+            dependencies: ["ResNetKit", "CxxBridge"],
+            swiftSettings: cxxInterop
+        ),
+        .executableTarget(
+            name: "resnet",
+            dependencies: ["ResNetKit", "ResNetOneDNN"],
+            swiftSettings: cxxInterop
+        ),
+        .testTarget(name: "ResNetKitTests", dependencies: ["ResNetKit"]),
+        .testTarget(
+            name: "ResNetOneDNNTests",
+            dependencies: ["ResNetKit", "ResNetOneDNN"],
+            swiftSettings: cxxInterop
+        ),
+    ],
+    cxxLanguageStandard: .cxx17
+)

@@ -1,0 +1,2 @@
+import CxxBridge
+import ResNetKit
