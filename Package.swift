@@ -37,5 +37,6 @@ let package = Package(
             swiftSettings: cxxInterop
         ),
     ],
+    swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17
 )

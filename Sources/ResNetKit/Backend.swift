@@ -152,4 +152,21 @@ public protocol Backend: AnyObject {
 
     /// The same values under a new shape with the same element count, in canonical order.
     func reshape(_ x: Tensor, to shape: TensorShape) throws -> Tensor
+
+    // MARK: - Layout
+
+    /// Returns the kernel in the layout the backend's convolution runs fastest at this batch
+    /// size. Gradients of the returned tensor come back in its layout.
+    func prepareConvolutionWeights(_ weights: Tensor, geometry: ConvolutionGeometry, batch: Int) throws
+        -> Tensor
+}
+
+extension Backend {
+    /// Returns the kernel in the layout the backend's convolution runs fastest at this batch
+    /// size; a backend without a preference returns it unchanged.
+    public func prepareConvolutionWeights(_ weights: Tensor, geometry: ConvolutionGeometry, batch: Int) throws
+        -> Tensor
+    {
+        weights
+    }
 }

@@ -1,0 +1,180 @@
+import Dispatch
+
+/// The results of one epoch, as Keras's `fit` reports them.
+public struct EpochMetrics: Sendable {
+    public var epoch: Int
+    /// Mean training loss over the epoch's samples.
+    public var loss: Double
+    public var accuracy: Double?
+    public var validationLoss: Double?
+    public var validationAccuracy: Double?
+    /// Wall time of the training steps alone.
+    public var trainingSeconds: Double
+    /// Wall time of the whole epoch, validation included.
+    public var seconds: Double
+    public var samples: Int
+
+    /// Training throughput: samples over the time of the training steps.
+    public var imagesPerSecond: Double { Double(samples) / max(trainingSeconds, 1e-9) }
+}
+
+/// Receives progress from `Trainer.fit`.
+public protocol TrainingObserver: AnyObject {
+    func epochWillBegin(epoch: Int, epochs: Int, steps: Int)
+    /// Called after each step with the epoch's running mean loss and accuracy.
+    func stepDidEnd(step: Int, steps: Int, loss: Double, accuracy: Double?)
+    func epochDidEnd(_ metrics: EpochMetrics, epochs: Int)
+}
+
+public enum TrainingError: Error, CustomStringConvertible {
+    case nonFiniteLoss(epoch: Int, step: Int, loss: Double)
+    case missingGradient(parameter: String)
+
+    public var description: String {
+        switch self {
+        case .nonFiniteLoss(let epoch, let step, let loss):
+            "loss is \(loss) at epoch \(epoch), step \(step); lower the learning rate or check the data for NaN"
+        case .missingGradient(let parameter):
+            "parameter \(parameter) got no gradient; it does not take part in computing the loss"
+        }
+    }
+}
+
+/// Trains a model with a loss and an optimizer, one batch or one data set at a time.
+public final class Trainer {
+    public let model: Model
+    public let loss: Loss
+    public let optimizer: Optimizer
+    private var batchBuffer: [Float] = []
+    private var preparedBatch = 0
+
+    public init(model: Model, loss: Loss, optimizer: Optimizer) {
+        self.model = model
+        self.loss = loss
+        self.optimizer = optimizer
+    }
+
+    private var backend: Backend { model.backend }
+
+    /// Runs forward, backward and one optimizer step on a batch, and returns the loss before
+    /// the step.
+    @discardableResult
+    public func trainStep(_ x: Tensor, targets: Targets) throws -> LossOutput {
+        if preparedBatch == 0 {
+            try model.prepare(batch: x.shape[0])
+            preparedBatch = x.shape[0]
+        }
+        let parameters = model.trainableParameters
+        let tape = Tape(backend: backend)
+        for parameter in parameters {
+            tape.watch(parameter.value)
+        }
+
+        let logits = try model.forward(x, tape: tape, training: true)
+        let output = try loss.evaluate(
+            logits: try backend.values(of: logits), outputs: model.outputShape.elementCount, targets: targets)
+        guard output.loss.isFinite else { return output }
+
+        let seed = try backend.makeTensor(output.gradient, shape: logits.shape)
+        let gradients = try tape.gradients(of: logits, seed: seed, for: parameters.map(\.value))
+        var present: [Tensor] = []
+        for (parameter, gradient) in zip(parameters, gradients) {
+            guard let gradient else { throw TrainingError.missingGradient(parameter: parameter.name) }
+            present.append(gradient)
+        }
+        try optimizer.step(parameters, gradients: present, backend: backend)
+        return output
+    }
+
+    /// Returns the mean loss and the accuracy (nil for regression) over `dataset`, in
+    /// inference mode.
+    public func evaluate(_ dataset: Dataset, batchSize: Int) throws -> (loss: Double, accuracy: Double?) {
+        var total = 0.0
+        var correct = 0
+        let indices = Array(0..<dataset.count)
+        for start in stride(from: 0, to: indices.count, by: batchSize) {
+            let batch = indices[start..<min(start + batchSize, indices.count)]
+            let x = try makeBatch(dataset, batch)
+            let logits = try model.forward(x)
+            let output = try loss.evaluate(
+                logits: try backend.values(of: logits), outputs: model.outputShape.elementCount,
+                targets: dataset.targets(batch))
+            total += output.loss * Double(batch.count)
+            correct += output.correct ?? 0
+        }
+        let count = Double(max(dataset.count, 1))
+        return (total / count, dataset.classCount == nil ? nil : Double(correct) / count)
+    }
+
+    /// Trains for `epochs` epochs, shuffling the training samples each epoch from `seed`, and
+    /// evaluates on `validation` after each. A short last batch is kept, and metrics weigh each
+    /// batch by its size.
+    @discardableResult
+    public func fit(
+        _ train: Dataset, validation: Dataset?, epochs: Int, batchSize: Int, seed: UInt64,
+        observer: TrainingObserver? = nil
+    ) throws -> [EpochMetrics] {
+        guard batchSize > 0, epochs > 0, train.count > 0 else {
+            throw BackendError("fit", "needs a positive batch size, epoch count and sample count")
+        }
+        let steps = (train.count + batchSize - 1) / batchSize
+        var history: [EpochMetrics] = []
+
+        for epoch in 1...epochs {
+            observer?.epochWillBegin(epoch: epoch, epochs: epochs, steps: steps)
+            let started = DispatchTime.now()
+            var order = Array(0..<train.count)
+            var generator = SeededGenerator(seed: seed, stream: UInt64(epoch))
+            order.shuffle(using: &generator)
+
+            var total = 0.0
+            var correct = 0
+            var seen = 0
+            for step in 0..<steps {
+                let batch = order[step * batchSize..<min((step + 1) * batchSize, order.count)]
+                let x = try makeBatch(train, batch)
+                let output = try trainStep(x, targets: train.targets(batch))
+                guard output.loss.isFinite else {
+                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, loss: output.loss)
+                }
+                total += output.loss * Double(batch.count)
+                correct += output.correct ?? 0
+                seen += batch.count
+                let accuracy = train.classCount == nil ? nil : Double(correct) / Double(seen)
+                observer?.stepDidEnd(step: step + 1, steps: steps, loss: total / Double(seen), accuracy: accuracy)
+            }
+            let trainingSeconds = seconds(since: started)
+
+            var metrics = EpochMetrics(
+                epoch: epoch, loss: total / Double(seen),
+                accuracy: train.classCount == nil ? nil : Double(correct) / Double(seen),
+                trainingSeconds: trainingSeconds, seconds: 0, samples: seen)
+            if let validation {
+                let result = try evaluate(validation, batchSize: batchSize)
+                metrics.validationLoss = result.loss
+                metrics.validationAccuracy = result.accuracy
+            }
+            metrics.seconds = seconds(since: started)
+            history.append(metrics)
+            observer?.epochDidEnd(metrics, epochs: epochs)
+        }
+        return history
+    }
+
+    /// Copies the samples at `indices` into one tensor, reusing a host buffer.
+    func makeBatch(_ dataset: Dataset, _ indices: ArraySlice<Int>) throws -> Tensor {
+        let shape = TensorShape([indices.count] + dataset.sampleShape.dims)
+        if batchBuffer.count < shape.elementCount {
+            batchBuffer = [Float](repeating: 0, count: shape.elementCount)
+        }
+        return try batchBuffer.withUnsafeMutableBufferPointer { buffer in
+            let slice = UnsafeMutableBufferPointer(rebasing: buffer[0..<shape.elementCount])
+            dataset.copyInputs(indices, into: slice)
+            return try backend.makeTensor(copying: UnsafeBufferPointer(slice), shape: shape)
+        }
+    }
+}
+
+func seconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+}
