@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 
 /// Samples with targets, read by index into batches.
 public protocol Dataset: AnyObject {
@@ -108,6 +109,48 @@ public enum SyntheticData {
 
         var labelGenerator = SeededGenerator(seed: seed, stream: 0)
         let labels = (0..<samples).map { _ in Int(labelGenerator.next() % UInt64(classes)) }
+        return try InMemoryDataset(sampleShape: sampleShape, inputs: inputs, labels: labels, classCount: classes)
+    }
+}
+
+extension SyntheticData {
+    /// Learnable images: each class is a sinusoidal grating at its own orientation
+    /// (180 degrees / classes apart), with a random phase, a random frequency between 2 and 4
+    /// cycles across the image and Gaussian noise of standard deviation `noise`, the same
+    /// pattern in every channel. Values lie around 0.5.
+    public static func gratings(samples: Int, sampleShape: TensorShape, classes: Int, noise: Double = 0.2, seed: UInt64)
+        throws -> InMemoryDataset
+    {
+        guard sampleShape.rank == 3 else {
+            throw BackendError("gratings", "expected an image shape CxHxW, got \(sampleShape)")
+        }
+        let (channels, height, width) = (sampleShape[0], sampleShape[1], sampleShape[2])
+        let sampleSize = sampleShape.elementCount
+        var labelGenerator = SeededGenerator(seed: seed, stream: 0)
+        let labels = (0..<samples).map { _ in Int(labelGenerator.next() % UInt64(classes)) }
+        var inputs = [Float](repeating: 0, count: samples * sampleSize)
+
+        inputs.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: samples) { sample in
+                var generator = SeededGenerator(seed: seed, stream: UInt64(sample) + 1)
+                let angle = Double.pi * Double(labels[sample]) / Double(classes)
+                let cycles = 2 + 2 * generator.nextUnitDouble()
+                let phase = 2 * Double.pi * generator.nextUnitDouble()
+                let (dx, dy) = (cos(angle), sin(angle))
+                let scale = 2 * Double.pi * cycles / Double(max(height, width))
+                let image = base + sample * sampleSize
+                for row in 0..<height {
+                    for column in 0..<width {
+                        let wave = sin(scale * (dx * Double(column) + dy * Double(row)) + phase)
+                        for channel in 0..<channels {
+                            let value = 0.5 + 0.4 * wave + noise * generator.nextNormal()
+                            image[(channel * height + row) * width + column] = Float(value)
+                        }
+                    }
+                }
+            }
+        }
         return try InMemoryDataset(sampleShape: sampleShape, inputs: inputs, labels: labels, classCount: classes)
     }
 }

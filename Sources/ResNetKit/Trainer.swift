@@ -57,9 +57,22 @@ public final class Trainer {
     private var backend: Backend { model.backend }
 
     /// Runs forward, backward and one optimizer step on a batch, and returns the loss before
-    /// the step.
+    /// the step. A non-finite loss skips the step and is returned as it is.
     @discardableResult
     public func trainStep(_ x: Tensor, targets: Targets) throws -> LossOutput {
+        let (output, gradients) = try computeGradients(x, targets: targets)
+        guard output.loss.isFinite else { return output }
+        try optimizer.step(model.trainableParameters, gradients: gradients, backend: backend)
+        return output
+    }
+
+    /// Runs forward and backward in training mode and returns the loss and the gradient of
+    /// each trainable parameter, in the order of `model.trainableParameters`. Batch-norm
+    /// running statistics are updated; parameters are not. A non-finite loss returns no
+    /// gradients.
+    public func computeGradients(
+        _ x: Tensor, targets: Targets, observer: ((String, Tensor) -> Void)? = nil
+    ) throws -> (LossOutput, [Tensor]) {
         if preparedBatch == 0 {
             try model.prepare(batch: x.shape[0])
             preparedBatch = x.shape[0]
@@ -70,10 +83,10 @@ public final class Trainer {
             tape.watch(parameter.value)
         }
 
-        let logits = try model.forward(x, tape: tape, training: true)
+        let logits = try model.forward(x, tape: tape, training: true, observer: observer)
         let output = try loss.evaluate(
             logits: try backend.values(of: logits), outputs: model.outputShape.elementCount, targets: targets)
-        guard output.loss.isFinite else { return output }
+        guard output.loss.isFinite else { return (output, []) }
 
         let seed = try backend.makeTensor(output.gradient, shape: logits.shape)
         let gradients = try tape.gradients(of: logits, seed: seed, for: parameters.map(\.value))
@@ -82,8 +95,7 @@ public final class Trainer {
             guard let gradient else { throw TrainingError.missingGradient(parameter: parameter.name) }
             present.append(gradient)
         }
-        try optimizer.step(parameters, gradients: present, backend: backend)
-        return output
+        return (output, present)
     }
 
     /// Returns the mean loss and the accuracy (nil for regression) over `dataset`, in
