@@ -157,3 +157,30 @@ final class ModelGradientTests: XCTestCase {
         XCTAssertNoThrow(try model.forward(x, training: false))
     }
 }
+
+final class ArchitectureTests: XCTestCase {
+    /// Trainable parameter counts published for torchvision's models at 1000 classes.
+    func testImageNetParameterCountsMatchTorchvision() throws {
+        let backend = ReferenceBackend<Float>(threads: 1)
+        let expected: [(Architecture, Int)] = [(.resnet18, 11_689_512), (.resnet34, 21_797_672)]
+        for (architecture, count) in expected {
+            let model = try architecture.makeModel(
+                classes: 1000, inputShape: TensorShape(3, 224, 224), backend: backend, seed: 1)
+            XCTAssertEqual(model.trainableParameterCount, count, architecture.rawValue)
+            XCTAssertEqual(model.outputShape, TensorShape(1000))
+        }
+    }
+
+    func testCifarModelsHaveProjectionsAndShrink() throws {
+        let backend = ReferenceBackend<Float>(threads: 1)
+        let model = try Architecture.resnet20.makeModel(
+            classes: 10, inputShape: TensorShape(3, 32, 32), backend: backend, seed: 1)
+        let blocks = model.network.layers.compactMap { $0 as? ResidualBlock }
+        XCTAssertEqual(blocks.count, 9)
+        XCTAssertEqual(blocks.filter(\.hasProjection).count, 2)
+        // 3x3 convolutions: 16 in the stem, then 2 per block; plus 2 projections and the dense.
+        let rows = model.network.summaryRows(name: "")
+        XCTAssertEqual(rows.filter { $0.kind == "conv2d" }.count, 1 + 18 + 2)
+        XCTAssertEqual(rows.last { $0.kind == "add" }?.outputShape, TensorShape(1, 64, 8, 8))
+    }
+}

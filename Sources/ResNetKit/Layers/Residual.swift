@@ -12,16 +12,20 @@ public final class ResidualBlock: Layer {
     public let kernelSize: Int
     public let strides: Int
     public let batchNorm: Bool
+    /// Padding of the 3x3 convolutions. 'same' by default, as Keras; torchvision pads 1 on
+    /// every side, which differs from 'same' only at stride 2 on an even input.
+    public let padding: Padding
 
     private var main: Sequential
     private var shortcut: Sequential?
     private var outputShape = TensorShape()
 
-    public init(filters: Int, kernelSize: Int = 3, strides: Int = 1, batchNorm: Bool = false) {
+    public init(filters: Int, kernelSize: Int = 3, strides: Int = 1, batchNorm: Bool = false, padding: Padding = .same) {
         self.filters = filters
         self.kernelSize = kernelSize
         self.strides = strides
         self.batchNorm = batchNorm
+        self.padding = padding
         main = Sequential(layers: [])
     }
 
@@ -34,10 +38,10 @@ public final class ResidualBlock: Layer {
         }
         let useBias = !batchNorm
         main = Sequential {
-            Conv2D(filters: filters, kernelSize: kernelSize, strides: strides, padding: .same, useBias: useBias)
+            Conv2D(filters: filters, kernelSize: kernelSize, strides: strides, padding: padding, useBias: useBias)
             if batchNorm { BatchNorm() }
             ReLU()
-            Conv2D(filters: filters, kernelSize: kernelSize, padding: .same, useBias: useBias)
+            Conv2D(filters: filters, kernelSize: kernelSize, padding: padding, useBias: useBias)
             if batchNorm { BatchNorm() }
         }
         let mainShape = try main.build(inputShape: inputShape, context: context)
