@@ -1,1 +1,29 @@
-print("resnet")
+import Foundation
+import ResNetKit
+
+let program = Program(
+    name: "resnet",
+    description: "Defines, trains and compares residual networks on the CPU, with oneDNN or pure-Swift kernels.",
+    commands: [trainCommand, compareCommand])
+
+// Line-buffered output, so that a pipe or a log file sees each epoch as it ends.
+setvbuf(stdout, nil, _IOLBF, 0)
+
+do {
+    switch try program.parse(Array(CommandLine.arguments.dropFirst())) {
+    case .help(let text):
+        print(text)
+    case .run(let command, let arguments):
+        let status: Int32
+        switch command.name {
+        case "train": status = try runTrain(arguments)
+        case "compare": status = try runCompare(arguments)
+        default: status = ExitCode.usage
+        }
+        exit(status)
+    }
+} catch let error as UsageError {
+    exitWithError(error)
+} catch {
+    exitWithError("\(error)", code: ExitCode.failure)
+}

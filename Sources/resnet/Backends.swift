@@ -1,0 +1,52 @@
+import Foundation
+import ResNetKit
+import ResNetOneDNN
+
+enum BackendChoice: String, CaseIterable {
+    case onednn, reference
+}
+
+/// Creates the backend a command asked for; `threads` nil means one per core.
+func makeBackend(_ choice: BackendChoice, threads: Int?, winograd: Bool) throws -> Backend {
+    switch choice {
+    case .onednn:
+        return try OneDNNBackend(threads: threads, winograd: winograd)
+    case .reference:
+        return ReferenceBackend<Float>(threads: threads)
+    }
+}
+
+let threadsOption = Option(
+    "threads", placeholder: "N", help: "threads for the backend's kernels (oneDNN's OpenMP pool or Dispatch)",
+    default: "one per core")
+let backendOption = Option(
+    "backend", choices: BackendChoice.allCases.map(\.rawValue),
+    help: "onednn runs oneDNN's kernels; reference runs the readable pure-Swift ones", default: "onednn")
+let winogradOption = Option(
+    flag: "winograd",
+    help: "let oneDNN pick Winograd convolutions where it judges them faster (onednn backend only)")
+
+func parseThreads(_ arguments: ParsedArguments) throws(UsageError) -> Int? {
+    arguments.contains("threads") ? try arguments.integer("threads", in: 1...1024) : nil
+}
+
+/// Turns `--input HxWxC` into the canonical per-sample shape CxHxW.
+func sampleShape(_ shape: ImageShape) -> TensorShape {
+    TensorShape(shape.channels, shape.height, shape.width)
+}
+
+func printConfiguration(_ rows: [(String, String)]) {
+    for (key, value) in rows {
+        print("\(key): \(value)")
+    }
+}
+
+func groupedThousands(_ value: Int) -> String {
+    let digits = String(value)
+    var result = ""
+    for (index, character) in digits.enumerated() {
+        if index > 0, (digits.count - index) % 3 == 0 { result.append(",") }
+        result.append(character)
+    }
+    return result
+}
