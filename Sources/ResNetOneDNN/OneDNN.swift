@@ -1,2 +1,0 @@
-import CxxBridge
-import ResNetKit

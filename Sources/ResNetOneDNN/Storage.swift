@@ -1,0 +1,142 @@
+import CxxBridge
+import ResNetKit
+import Synchronization
+
+/// Buffers of freed tensors, kept by byte count for the next tensor of the same size, so that
+/// a training step in steady state allocates no new buffers.
+///
+/// NOTE: the pool never returns memory to the system while the backend lives; a run with
+/// sees many different sizes (changing batch sizes, for example) keeps the largest set.
+final class BufferPool: Sendable {
+    static let alignment = 64
+
+    private struct State {
+        /// Addresses of free buffers by byte count, kept as integers so that the state is Sendable.
+        var free: [Int: [UInt]] = [:]
+        var allocationCount = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// The number of buffers allocated from the system so far.
+    var allocationCount: Int {
+        state.withLock { $0.allocationCount }
+    }
+
+    func acquire(byteCount: Int) -> UnsafeMutableRawPointer {
+        let reused = state.withLock { state -> UInt? in
+            guard let address = state.free[byteCount]?.popLast() else {
+                state.allocationCount += 1
+                return nil
+            }
+            return address
+        }
+        if let reused, let buffer = UnsafeMutableRawPointer(bitPattern: reused) {
+            return buffer
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, Self.alignment), alignment: Self.alignment)
+    }
+
+    func release(_ buffer: UnsafeMutableRawPointer, byteCount: Int) {
+        let address = UInt(bitPattern: buffer)
+        state.withLock { $0.free[byteCount, default: []].append(address) }
+    }
+
+    deinit {
+        state.withLock { state in
+            for addresses in state.free.values {
+                for address in addresses {
+                    UnsafeMutableRawPointer(bitPattern: address)?.deallocate()
+                }
+            }
+        }
+    }
+}
+
+/// The storage of a oneDNN tensor: a 64-byte-aligned buffer in the layout `layout` names.
+///
+/// The buffer goes back to the pool when the storage is freed.
+final class OneDNNStorage {
+    enum Content {
+        /// Float values of the tensor's shape, in `layout`.
+        case values
+        /// A max pooling workspace: opaque bytes only the backward pass reads.
+        case workspace
+    }
+
+    let buffer: UnsafeMutableRawPointer
+    let byteCount: Int
+    let layout: Int32
+    let content: Content
+    private let pool: BufferPool
+
+    init(layout: Int32, byteCount: Int, content: Content = .values, pool: BufferPool) {
+        self.buffer = pool.acquire(byteCount: byteCount)
+        self.byteCount = byteCount
+        self.layout = layout
+        self.content = content
+        self.pool = pool
+    }
+
+    deinit {
+        pool.release(buffer, byteCount: byteCount)
+    }
+
+    var floatCount: Int { byteCount / MemoryLayout<Float>.stride }
+
+    var floats: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(start: buffer.assumingMemoryBound(to: Float.self), count: floatCount)
+    }
+}
+
+/// A bridge plan (primitives for one operation at one shape), destroyed with this object.
+final class Plan {
+    let handle: OpaquePointer
+    let operation: String
+    private var layouts: [Int32: Int32] = [:]
+
+    init(operation: String, create: (UnsafeMutablePointer<onednn_bridge.Status>) -> OpaquePointer?) throws {
+        var status = onednn_bridge.Status.ok
+        guard let handle = create(&status), status == .ok else {
+            throw bridgeError(operation, status)
+        }
+        self.handle = handle
+        self.operation = operation
+    }
+
+    deinit {
+        onednn_bridge.planDestroy(handle)
+    }
+
+    /// Returns the layout id the pass expects for `role`, asking the bridge once.
+    func layout(_ pass: onednn_bridge.Pass, _ role: onednn_bridge.Role) throws -> Int32 {
+        let key = pass.rawValue &* 64 &+ role.rawValue
+        if let known = layouts[key] {
+            return known
+        }
+        var status = onednn_bridge.Status.ok
+        let layout = onednn_bridge.planLayout(handle, pass, role, &status)
+        guard status == .ok else {
+            throw bridgeError(operation, status)
+        }
+        layouts[key] = layout
+        return layout
+    }
+}
+
+/// Turns the bridge's last message on this thread into an error with a hint for the status.
+func bridgeError(_ operation: String, _ status: onednn_bridge.Status) -> BackendError {
+    let message = String(cString: onednn_bridge.lastErrorMessage())
+    let hint: String
+    switch status {
+    case .unimplemented:
+        hint = "oneDNN 2.6 has no implementation for these shapes and layouts; run with ONEDNN_VERBOSE=1 to see what it tried"
+    case .outOfMemory:
+        hint = "lower the batch size"
+    case .invalidArgument:
+        hint = "check the shapes passed to this operation"
+    default:
+        hint = "run with ONEDNN_VERBOSE=1 for oneDNN's log"
+    }
+    return BackendError(operation, "\(message) (\(hint))")
+}
