@@ -31,7 +31,8 @@ final class ActivationTests: XCTestCase {
 
         XCTAssertThrowsError(try backend.reluBackward(backend.tensor([1, 2], 1, 2), y: y)) {
             let message = String(describing: $0)
-            XCTAssertTrue(message.contains("reluBackward") && message.contains("1x2"), message)
+            XCTAssertTrue(message.contains("reluBackward"), message)
+            XCTAssertTrue(message.contains("1x2"), message)
         }
     }
 }

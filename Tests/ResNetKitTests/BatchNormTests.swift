@@ -50,8 +50,8 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
-    /// Channel 0 holds 1 and 3 (mean 2, biased variance 1); channel 1 holds 2 and 6 (mean 4,
-    /// biased variance 4). The unbiased variances would be 2 and 8.
+    /// Channel 0 contains 1 and 3, with mean 2 and biased variance 1. Channel 1 contains 2 and 6,
+    /// with mean 4 and biased variance 4. The unbiased variances would be 2 and 8.
     func testTrainingForwardByHand() throws {
         let backend = ReferenceBackend<Double>()
         let x = try backend.tensor([1, 3, 2, 6], 1, 2, 1, 2)
@@ -107,7 +107,8 @@ final class BatchNormTests: XCTestCase {
             let message = String(describing: $0)
             XCTAssertTrue(message.contains("batchNormTraining"), message)
             XCTAssertTrue(message.contains("1x3x1x1"), message)
-            XCTAssertTrue(message.contains("larger batch") && message.contains("inference"), message)
+            XCTAssertTrue(message.contains("larger batch"), message)
+            XCTAssertTrue(message.contains("inference"), message)
         }
         XCTAssertNoThrow(
             try backend.batchNormInference(
@@ -121,7 +122,8 @@ final class BatchNormTests: XCTestCase {
         let shift = try backend.tensor([0, 0, 0], 3)
         XCTAssertThrowsError(try backend.batchNormTraining(x, scale: scale, shift: shift, epsilon: 1e-3)) {
             let message = String(describing: $0)
-            XCTAssertTrue(message.contains("scale") && message.contains("expected 3"), message)
+            XCTAssertTrue(message.contains("scale"), message)
+            XCTAssertTrue(message.contains("expected 3"), message)
         }
         XCTAssertThrowsError(try backend.batchNormTraining(x, scale: shift, shift: shift, epsilon: -1))
 

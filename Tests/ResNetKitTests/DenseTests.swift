@@ -66,7 +66,9 @@ final class DenseTests: XCTestCase {
         let weights = try backend.tensor([1, 2, 3, 4], 2, 2)
         XCTAssertThrowsError(try backend.dense(x, weights: weights, bias: nil)) {
             let message = String(describing: $0)
-            XCTAssertTrue(message.contains("dense") && message.contains("2x3") && message.contains("2x2"), message)
+            XCTAssertTrue(message.contains("dense"), message)
+            XCTAssertTrue(message.contains("2x3"), message)
+            XCTAssertTrue(message.contains("2x2"), message)
         }
 
         let matchingWeights = try backend.tensor([1, 2, 3, 4, 5, 6], 2, 3)

@@ -4,7 +4,7 @@ import XCTest
 // Shared tools of the reference backend tests: seeded random inputs, tensor helpers and the
 // central finite-difference check that every backward pass is held to.
 
-/// SplitMix64, so that every test sees the same inputs on every run.
+/// SplitMix64, so that every test gets the same inputs on every run.
 struct SeededGenerator: RandomNumberGenerator {
     private var state: UInt64
 
@@ -27,7 +27,7 @@ func randomValues(_ count: Int, in range: ClosedRange<Double> = -1...1, using ge
     (0..<count).map { _ in Double.random(in: range, using: &generator) }
 }
 
-/// Distinct values spaced 0.01 apart in random order, so that no max-pool window holds a tie
+/// Distinct values spaced 0.01 apart in random order, so that no max-pool window contains a tie
 /// that a finite-difference step of 1e-6 could flip.
 func distinctValues(_ count: Int, using generator: inout SeededGenerator) -> [Double] {
     (0..<count).map { Double($0) * 0.01 - Double(count) * 0.005 }.shuffled(using: &generator)
@@ -60,10 +60,11 @@ let finiteDifferenceStep = 1e-6
 /// missing or wrong term in a backward formula moves a derivative by far more than 1e-3.
 let finiteDifferenceTolerance = 1e-5
 
-/// Checks `analytic`, the gradient of `loss` at `point`, against central differences: one per
-/// coordinate on up to `sampleCount` coordinates (always the first and the last, which sit at
-/// borders), plus one along a random direction that moves every coordinate at once. Failures
-/// print the max abs difference for the tensor.
+/// Checks `analytic`, the gradient of `loss` at `point`, against central differences.
+///
+/// It differentiates along up to `sampleCount` coordinates, always including the first and the
+/// last because they sit at borders. It also differentiates once along a random direction that
+/// moves every coordinate at once. Failures print the max abs difference for the tensor.
 func checkGradient(
     _ name: String, analytic: [Double], at point: [Double], context: String, sampleCount: Int = 12,
     loss: ([Double]) throws -> Double, file: StaticString = #filePath, line: UInt = #line

@@ -81,7 +81,8 @@ final class PoolingTests: XCTestCase {
         let wrongX = try backend.tensor([Double](repeating: 0, count: 16), 1, 1, 4, 4)
         XCTAssertThrowsError(try backend.maxPool(wrongX, geometry: geometry, training: true)) {
             let message = String(describing: $0)
-            XCTAssertTrue(message.contains("maxPool") && message.contains("1x1x4x4"), message)
+            XCTAssertTrue(message.contains("maxPool"), message)
+            XCTAssertTrue(message.contains("1x1x4x4"), message)
         }
 
         let x = try backend.tensor([Double](repeating: 0, count: 32), 1, 2, 4, 4)
@@ -123,7 +124,8 @@ final class PoolingTests: XCTestCase {
 
         XCTAssertThrowsError(try backend.globalAveragePoolBackward(y, inputShape: TensorShape(1, 3, 2, 2))) {
             let message = String(describing: $0)
-            XCTAssertTrue(message.contains("globalAveragePoolBackward") && message.contains("1x2"), message)
+            XCTAssertTrue(message.contains("globalAveragePoolBackward"), message)
+            XCTAssertTrue(message.contains("1x2"), message)
         }
     }
 }

@@ -37,7 +37,8 @@ final class ReferenceDataTests: XCTestCase {
         let backend = ReferenceBackend<Double>()
         XCTAssertThrowsError(try backend.makeTensor([1, 2, 3], shape: TensorShape(2, 2))) {
             let message = String(describing: $0)
-            XCTAssertTrue(message.contains("makeTensor") && message.contains("2x2"), message)
+            XCTAssertTrue(message.contains("makeTensor"), message)
+            XCTAssertTrue(message.contains("2x2"), message)
         }
     }
 
@@ -47,7 +48,8 @@ final class ReferenceDataTests: XCTestCase {
         let tensor = try single.makeTensor([1, 2], shape: TensorShape(1, 2))
         XCTAssertThrowsError(try double.relu(tensor)) {
             let message = String(describing: $0)
-            XCTAssertTrue(message.contains("relu") && message.contains("Double"), message)
+            XCTAssertTrue(message.contains("relu"), message)
+            XCTAssertTrue(message.contains("Double"), message)
         }
     }
 
@@ -75,7 +77,9 @@ final class ReferenceDataTests: XCTestCase {
         XCTAssertEqual(try backend.scalars(of: sum), [11, 22, 33, 44])
         XCTAssertThrowsError(try backend.add(sum, backend.tensor([1, 2, 3, 4], 1, 4))) {
             let message = String(describing: $0)
-            XCTAssertTrue(message.contains("add") && message.contains("1x1x2x2") && message.contains("1x4"), message)
+            XCTAssertTrue(message.contains("add"), message)
+            XCTAssertTrue(message.contains("1x1x2x2"), message)
+            XCTAssertTrue(message.contains("1x4"), message)
         }
     }
 
@@ -91,7 +95,8 @@ final class ReferenceDataTests: XCTestCase {
 
         XCTAssertThrowsError(try backend.reshape(x, to: TensorShape(4, 2))) {
             let message = String(describing: $0)
-            XCTAssertTrue(message.contains("reshape") && message.contains("4x2"), message)
+            XCTAssertTrue(message.contains("reshape"), message)
+            XCTAssertTrue(message.contains("4x2"), message)
         }
     }
 }

@@ -332,14 +332,17 @@ func convolutionWeightGradient<Scalar: BinaryFloatingPoint>(
 /// Adds `alpha * x[xStart + i * xStride]` to `y[yStart + i]` for `i` in `0..<count`.
 ///
 /// The loops run on raw pointers with wrapping index arithmetic, so that a release build can
-/// vectorise the unit-stride case; the assertion keeps the bounds check of a debug build.
+/// vectorise the unit-stride case. The assertions keep the bounds checks of a debug build.
 @inline(__always)
 func multiplyAdd<Scalar: BinaryFloatingPoint>(
     _ alpha: Scalar, _ x: UnsafeBufferPointer<Scalar>, from xStart: Int, stride xStride: Int,
     into y: UnsafeMutableBufferPointer<Scalar>, from yStart: Int, count: Int
 ) {
     guard count > 0 else { return }
-    assert(xStart >= 0 && xStart + (count - 1) * xStride < x.count && yStart >= 0 && yStart + count <= y.count)
+    assert(xStart >= 0, "x starts before its buffer")
+    assert(xStart + (count - 1) * xStride < x.count, "x ends after its buffer")
+    assert(yStart >= 0, "y starts before its buffer")
+    assert(yStart + count <= y.count, "y ends after its buffer")
     let source = x.baseAddress! + xStart
     let target = y.baseAddress! + yStart
     if xStride == 1 {
@@ -357,7 +360,10 @@ func scatterMultiplyAdd<Scalar: BinaryFloatingPoint>(
     into x: UnsafeMutableBufferPointer<Scalar>, from xStart: Int, stride xStride: Int, count: Int
 ) {
     guard count > 0 else { return }
-    assert(xStart >= 0 && xStart + (count - 1) * xStride < x.count && yStart >= 0 && yStart + count <= y.count)
+    assert(xStart >= 0, "x starts before its buffer")
+    assert(xStart + (count - 1) * xStride < x.count, "x ends after its buffer")
+    assert(yStart >= 0, "y starts before its buffer")
+    assert(yStart + count <= y.count, "y ends after its buffer")
     let source = y.baseAddress! + yStart
     let target = x.baseAddress! + xStart
     if xStride == 1 {
@@ -377,7 +383,10 @@ func dotProduct<Scalar: BinaryFloatingPoint>(
     _ x: UnsafeBufferPointer<Scalar>, from xStart: Int, stride xStride: Int, count: Int
 ) -> Scalar {
     guard count > 0 else { return 0 }
-    assert(xStart >= 0 && xStart + (count - 1) * xStride < x.count && yStart >= 0 && yStart + count <= y.count)
+    assert(xStart >= 0, "x starts before its buffer")
+    assert(xStart + (count - 1) * xStride < x.count, "x ends after its buffer")
+    assert(yStart >= 0, "y starts before its buffer")
+    assert(yStart + count <= y.count, "y ends after its buffer")
     let left = y.baseAddress! + yStart
     let right = x.baseAddress! + xStart
     var partial: (Scalar, Scalar, Scalar, Scalar) = (0, 0, 0, 0)

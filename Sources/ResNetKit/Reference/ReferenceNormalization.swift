@@ -228,7 +228,7 @@ struct NormalizationSizes {
     /// The number of values per channel, M = N * H * W.
     var count: Int { batch * planeSize }
 
-    /// The flat positions of channel `c`, one range per image.
+    /// Returns the flat positions of channel `c`, one range per image.
     func planes(of c: Int) -> [Range<Int>] {
         (0..<batch).map { n in
             let start = (n * channels + c) * planeSize

@@ -1,9 +1,9 @@
 // Pooling, addition and reshaping of the reference backend, forward and backward.
 // Readable reference, no vectorisation.
 //
-// Dimensions: N batch, C channels, H x W input, OH x OW output. Output position (oh, ow)
-// covers input rows oh * strideHeight - padTop ..< + windowHeight and the matching columns;
-// the rows and columns outside the input are padding, which never wins a max.
+// Dimensions: N batch, C channels, H x W input, OH x OW output. The window of output row oh
+// starts at input row oh * strideHeight - padTop and spans windowHeight rows, and columns
+// follow the same rule. Rows and columns outside the input are padding, which never wins a max.
 
 extension ReferenceBackend {
     // MARK: - Max pooling
@@ -97,7 +97,7 @@ extension ReferenceBackend {
                                     let left = ow * g.strideWidth - g.padLeft
                                     let columns = max(left, 0)..<min(left + g.windowWidth, W)
 
-                                    // Padding is smaller than the window, so every window holds
+                                    // Padding is smaller than the window, so every window contains
                                     // at least one input cell.
                                     var best = rows.lowerBound * W + columns.lowerBound
                                     for ih in rows {
