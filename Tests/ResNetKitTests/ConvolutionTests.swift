@@ -186,6 +186,39 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    /// Each thread owns whole images or whole output channels, so the thread count must not
+    /// change the order of any sum.
+    func testThreadCountKeepsResultsExact() throws {
+        let geometry = try ConvolutionGeometry(
+            inputChannels: 3, inputHeight: 7, inputWidth: 6, outputChannels: 5, kernel: (3, 3), stride: (2, 2),
+            padding: .same)
+        var generator = SeededGenerator(seed: 9)
+        let x = randomValues(geometry.inputShape(batch: 5).elementCount, using: &generator)
+        let weights = randomValues(geometry.weightShape.elementCount, using: &generator)
+        let dy = randomValues(geometry.outputShape(batch: 5).elementCount, using: &generator)
+
+        func run(threads: Int) throws -> [[Double]] {
+            let backend = ReferenceBackend<Double>(threads: threads)
+            let xTensor = try backend.makeTensor(scalars: x, shape: geometry.inputShape(batch: 5))
+            let weightTensor = try backend.makeTensor(scalars: weights, shape: geometry.weightShape)
+            let y = try backend.convolution(xTensor, weights: weightTensor, bias: nil, geometry: geometry)
+            let gradients = try backend.convolutionBackward(
+                backend.makeTensor(scalars: dy, shape: geometry.outputShape(batch: 5)), x: xTensor,
+                weights: weightTensor, hasBias: false, geometry: geometry, computeInputGradient: true)
+            return [
+                try backend.scalars(of: y), try backend.scalars(of: XCTUnwrap(gradients.dx)),
+                try backend.scalars(of: gradients.dw),
+            ]
+        }
+
+        let serial = try run(threads: 1)
+        let parallel = try run(threads: 3)
+        for (name, index) in [("y", 0), ("dx", 1), ("dw", 2)] {
+            let difference = maxAbsDifference(parallel[index], serial[index])
+            XCTAssertEqual(difference, 0, "\(name): 1 and 3 threads max abs difference \(difference)")
+        }
+    }
+
     func testMismatchedShapesThrow() throws {
         let backend = ReferenceBackend<Double>()
         let geometry = try ConvolutionGeometry(
