@@ -9,8 +9,8 @@
 //   R   kernel height                  S   kernel width
 //   OH  output height                  OW  output width
 // Output position (oh, ow) with kernel offset (r, s) reads input row
-// ih = oh * strideHeight - padTop + r and column iw = ow * strideWidth - padLeft + s; positions
-// outside 0..<H or 0..<W are padding and contribute zero.
+// ih = oh * strideHeight - padTop + r and column iw = ow * strideWidth - padLeft + s.
+// Positions outside 0..<H or 0..<W are padding and contribute zero.
 
 extension ReferenceBackend {
     // MARK: - Convolution
