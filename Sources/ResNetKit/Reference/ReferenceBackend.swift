@@ -1,5 +1,11 @@
 // The reference backend: storage, data movement and the helpers its kernels share.
 // Readable reference, no vectorisation: speed belongs to the oneDNN backend.
+//
+// Every method with loops over tensor values carries `@_specialize` for Float and Double.
+// The class is not `@inlinable`, so without it a caller in another module runs the generic
+// code, which calls through protocol witnesses for each arithmetic operation and is one to two
+// orders of magnitude slower in a release build.
+// NOTE: `@_specialize` is an underscored attribute of the Swift compiler and may change.
 
 import Foundation
 
@@ -27,14 +33,20 @@ public final class ReferenceBackend<Scalar: BinaryFloatingPoint & Sendable>: Bac
 
     // MARK: - Data
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func makeTensor(_ values: [Float], shape: TensorShape) throws -> Tensor {
         try makeTensor(scalars: values.map { Scalar($0) }, shape: shape)
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func makeTensor(copying values: UnsafeBufferPointer<Float>, shape: TensorShape) throws -> Tensor {
         try makeTensor(scalars: values.map { Scalar($0) }, shape: shape)
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func values(of tensor: Tensor) throws -> [Float] {
         try scalars(of: tensor).map { Float($0) }
     }

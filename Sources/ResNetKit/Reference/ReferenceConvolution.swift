@@ -1,5 +1,6 @@
 // Convolution and dense layers of the reference backend, forward and backward.
-// Readable reference, no vectorisation: direct loops over the NCHW and OIHW arrays.
+// Readable reference, no vectorisation by hand: direct loops over the NCHW and OIHW arrays,
+// whose unit-stride inner loops a release build may vectorise by itself.
 //
 // Dimensions:
 //   N   batch
@@ -8,12 +9,14 @@
 //   R   kernel height                  S   kernel width
 //   OH  output height                  OW  output width
 // Output position (oh, ow) with kernel offset (r, s) reads input row
-// ih = oh * strideHeight - padTop + r and column iw = ow * strideWidth - padLeft + s; positions
-// outside 0..<H or 0..<W are padding and contribute zero.
+// ih = oh * strideHeight - padTop + r and column iw = ow * strideWidth - padLeft + s.
+// Positions outside 0..<H or 0..<W are padding and contribute zero.
 
 extension ReferenceBackend {
     // MARK: - Convolution
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func convolution(_ x: Tensor, weights: Tensor, bias: Tensor?, geometry: ConvolutionGeometry) throws
         -> Tensor
     {
@@ -55,6 +58,8 @@ extension ReferenceBackend {
         return makeTensor(y, outputShape)
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func convolutionBackward(
         _ dy: Tensor, x: Tensor, weights: Tensor, hasBias: Bool, geometry: ConvolutionGeometry,
         computeInputGradient: Bool
@@ -110,6 +115,8 @@ extension ReferenceBackend {
 
     // MARK: - Dense
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func dense(_ x: Tensor, weights: Tensor, bias: Tensor?) throws -> Tensor {
         let operation = "dense"
         let (batch, inputs, outputs) = try denseSizes(x: x, weights: weights, in: operation)
@@ -137,6 +144,8 @@ extension ReferenceBackend {
         return makeTensor(y, TensorShape(batch, outputs))
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func denseBackward(
         _ dy: Tensor, x: Tensor, weights: Tensor, hasBias: Bool, computeInputGradient: Bool
     ) throws -> LinearGradients {
@@ -240,7 +249,9 @@ func convolutionForward<Scalar: BinaryFloatingPoint>(
                         let ih = oh * g.strideHeight - g.padTop + r
                         let xRow = xPlane + ih * W - g.padLeft + s
                         let yRow = yPlane + oh * OW
-                        for ow in columns { y[yRow + ow] += weight * x[xRow + ow * g.strideWidth] }
+                        multiplyAdd(
+                            weight, x, from: xRow + columns.lowerBound * g.strideWidth, stride: g.strideWidth,
+                            into: y, from: yRow + columns.lowerBound, count: columns.count)
                     }
                 }
             }
@@ -272,7 +283,10 @@ func convolutionInputGradient<Scalar: BinaryFloatingPoint>(
                         let ih = oh * g.strideHeight - g.padTop + r
                         let xRow = xPlane + ih * W - g.padLeft + s
                         let yRow = yPlane + oh * OW
-                        for ow in columns { dx[xRow + ow * g.strideWidth] += weight * dy[yRow + ow] }
+                        scatterMultiplyAdd(
+                            weight, dy, from: yRow + columns.lowerBound,
+                            into: dx, from: xRow + columns.lowerBound * g.strideWidth, stride: g.strideWidth,
+                            count: columns.count)
                     }
                 }
             }
@@ -303,7 +317,10 @@ func convolutionWeightGradient<Scalar: BinaryFloatingPoint>(
                         let ih = oh * g.strideHeight - g.padTop + r
                         let xRow = xPlane + ih * W - g.padLeft + s
                         let yRow = yPlane + oh * OW
-                        for ow in columns { sum += dy[yRow + ow] * x[xRow + ow * g.strideWidth] }
+                        sum += dotProduct(
+                            dy, from: yRow + columns.lowerBound,
+                            x, from: xRow + columns.lowerBound * g.strideWidth, stride: g.strideWidth,
+                            count: columns.count)
                     }
                 }
                 dw[((k * C + c) * R + r) * S + s] = sum
@@ -312,7 +329,85 @@ func convolutionWeightGradient<Scalar: BinaryFloatingPoint>(
     }
 }
 
+/// Adds `alpha * x[xStart + i * xStride]` to `y[yStart + i]` for `i` in `0..<count`.
+///
+/// The loops run on raw pointers with wrapping index arithmetic, so that a release build can
+/// vectorise the unit-stride case. The assertions keep the bounds checks of a debug build.
+@inline(__always)
+func multiplyAdd<Scalar: BinaryFloatingPoint>(
+    _ alpha: Scalar, _ x: UnsafeBufferPointer<Scalar>, from xStart: Int, stride xStride: Int,
+    into y: UnsafeMutableBufferPointer<Scalar>, from yStart: Int, count: Int
+) {
+    guard count > 0 else { return }
+    assert(xStart >= 0, "x starts before its buffer")
+    assert(xStart + (count - 1) * xStride < x.count, "x ends after its buffer")
+    assert(yStart >= 0, "y starts before its buffer")
+    assert(yStart + count <= y.count, "y ends after its buffer")
+    let source = x.baseAddress! + xStart
+    let target = y.baseAddress! + yStart
+    if xStride == 1 {
+        for i in 0..<count { target[i] += alpha * source[i] }
+    } else {
+        for i in 0..<count { target[i] += alpha * source[i &* xStride] }
+    }
+}
+
+/// Adds `alpha * y[yStart + i]` to `x[xStart + i * xStride]` for `i` in `0..<count`: the
+/// transpose of `multiplyAdd`, which routes gradients back to strided inputs.
+@inline(__always)
+func scatterMultiplyAdd<Scalar: BinaryFloatingPoint>(
+    _ alpha: Scalar, _ y: UnsafeBufferPointer<Scalar>, from yStart: Int,
+    into x: UnsafeMutableBufferPointer<Scalar>, from xStart: Int, stride xStride: Int, count: Int
+) {
+    guard count > 0 else { return }
+    assert(xStart >= 0, "x starts before its buffer")
+    assert(xStart + (count - 1) * xStride < x.count, "x ends after its buffer")
+    assert(yStart >= 0, "y starts before its buffer")
+    assert(yStart + count <= y.count, "y ends after its buffer")
+    let source = y.baseAddress! + yStart
+    let target = x.baseAddress! + xStart
+    if xStride == 1 {
+        for i in 0..<count { target[i] += alpha * source[i] }
+    } else {
+        for i in 0..<count { target[i &* xStride] += alpha * source[i] }
+    }
+}
+
+/// Returns the sum of `y[yStart + i] * x[xStart + i * xStride]` for `i` in `0..<count`.
+///
+/// Four partial sums let consecutive additions run without waiting on each other, because
+/// the compiler must not reorder floating-point additions by itself.
+@inline(__always)
+func dotProduct<Scalar: BinaryFloatingPoint>(
+    _ y: UnsafeBufferPointer<Scalar>, from yStart: Int,
+    _ x: UnsafeBufferPointer<Scalar>, from xStart: Int, stride xStride: Int, count: Int
+) -> Scalar {
+    guard count > 0 else { return 0 }
+    assert(xStart >= 0, "x starts before its buffer")
+    assert(xStart + (count - 1) * xStride < x.count, "x ends after its buffer")
+    assert(yStart >= 0, "y starts before its buffer")
+    assert(yStart + count <= y.count, "y ends after its buffer")
+    let left = y.baseAddress! + yStart
+    let right = x.baseAddress! + xStart
+    var partial: (Scalar, Scalar, Scalar, Scalar) = (0, 0, 0, 0)
+    var i = 0
+    while i + 4 <= count {
+        partial.0 += left[i] * right[i &* xStride]
+        partial.1 += left[i &+ 1] * right[(i &+ 1) &* xStride]
+        partial.2 += left[i &+ 2] * right[(i &+ 2) &* xStride]
+        partial.3 += left[i &+ 3] * right[(i &+ 3) &* xStride]
+        i += 4
+    }
+    while i < count {
+        partial.0 += left[i] * right[i &* xStride]
+        i += 1
+    }
+    return (partial.0 + partial.1) + (partial.2 + partial.3)
+}
+
 /// Sums `values` (N x channels x planeSize) over N and the plane, one sum per channel.
+@_specialize(where Scalar == Float)
+@_specialize(where Scalar == Double)
 func sumPlanes<Scalar: BinaryFloatingPoint>(_ values: [Scalar], batch: Int, channels: Int, planeSize: Int)
     -> [Scalar]
 {

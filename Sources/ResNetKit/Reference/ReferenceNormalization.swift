@@ -8,6 +8,8 @@
 extension ReferenceBackend {
     // MARK: - Batch normalization
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func batchNormTraining(_ x: Tensor, scale: Tensor, shift: Tensor, epsilon: Float) throws
         -> BatchNormOutput
     {
@@ -71,6 +73,8 @@ extension ReferenceBackend {
             variance: makeTensor(variance, channelShape))
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func batchNormInference(
         _ x: Tensor, scale: Tensor, shift: Tensor, mean: Tensor, variance: Tensor, epsilon: Float
     ) throws -> Tensor {
@@ -106,6 +110,8 @@ extension ReferenceBackend {
     /// dshift = Σ dy, dscale = Σ dy x̂, and
     /// dx = scale / sqrt(variance + epsilon) / M * (M dy - dshift - x̂ dscale),
     /// which includes the paths through the batch mean and variance.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func batchNormBackward(
         _ dy: Tensor, x: Tensor, scale: Tensor, mean: Tensor, variance: Tensor, epsilon: Float
     ) throws -> BatchNormGradients {
@@ -189,6 +195,8 @@ extension ReferenceBackend {
 
     // MARK: - ReLU
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func relu(_ x: Tensor) throws -> Tensor {
         let xValues = try storage(of: x, in: "relu").values
         // `x < 0 ? 0 : x` rather than `max(x, 0)`, so that a NaN input stays visible downstream.
@@ -196,6 +204,8 @@ extension ReferenceBackend {
         return makeTensor(y, x.shape)
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func reluBackward(_ dy: Tensor, y: Tensor) throws -> Tensor {
         let operation = "reluBackward"
         try requireShape(dy, y.shape, "dy", in: operation)
@@ -218,7 +228,7 @@ struct NormalizationSizes {
     /// The number of values per channel, M = N * H * W.
     var count: Int { batch * planeSize }
 
-    /// The flat positions of channel `c`, one range per image.
+    /// Returns the flat positions of channel `c`, one range per image.
     func planes(of c: Int) -> [Range<Int>] {
         (0..<batch).map { n in
             let start = (n * channels + c) * planeSize

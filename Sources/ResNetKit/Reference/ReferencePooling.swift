@@ -1,13 +1,15 @@
 // Pooling, addition and reshaping of the reference backend, forward and backward.
 // Readable reference, no vectorisation.
 //
-// Dimensions: N batch, C channels, H x W input, OH x OW output. Output position (oh, ow)
-// covers input rows oh * strideHeight - padTop ..< + windowHeight and the matching columns;
-// the rows and columns outside the input are padding, which never wins a max.
+// Dimensions: N batch, C channels, H x W input, OH x OW output. The window of output row oh
+// starts at input row oh * strideHeight - padTop and spans windowHeight rows, and columns
+// follow the same rule. Rows and columns outside the input are padding, which never wins a max.
 
 extension ReferenceBackend {
     // MARK: - Max pooling
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func maxPool(_ x: Tensor, geometry: PoolGeometry, training: Bool) throws -> MaxPoolOutput {
         let operation = "maxPool"
         try requireRank(x, 4, "x", in: operation)
@@ -24,6 +26,8 @@ extension ReferenceBackend {
     /// Routes each output gradient to the input that won its window. When windows overlap and
     /// one input wins several of them, it receives the sum of their gradients. Without saved
     /// indices (a forward pass run for inference), the winners are found again from `x`.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func maxPoolBackward(_ dy: Tensor, x: Tensor, forward: MaxPoolOutput, geometry: PoolGeometry) throws
         -> Tensor
     {
@@ -72,6 +76,8 @@ extension ReferenceBackend {
 
     /// Returns the max of every window (N x C x OH x OW) and the position `h * W + w` of the
     /// winning input in its channel plane. Among equal values the first in row-major order wins.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     private func maxPoolWinners(_ xValues: [Scalar], batch: Int, geometry g: PoolGeometry)
         -> (y: [Scalar], positions: [Int])
     {
@@ -91,7 +97,7 @@ extension ReferenceBackend {
                                     let left = ow * g.strideWidth - g.padLeft
                                     let columns = max(left, 0)..<min(left + g.windowWidth, W)
 
-                                    // Padding is smaller than the window, so every window holds
+                                    // Padding is smaller than the window, so every window contains
                                     // at least one input cell.
                                     var best = rows.lowerBound * W + columns.lowerBound
                                     for ih in rows {
@@ -114,6 +120,8 @@ extension ReferenceBackend {
 
     // MARK: - Global average pooling
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func globalAveragePool(_ x: Tensor) throws -> Tensor {
         let operation = "globalAveragePool"
         try requireRank(x, 4, "x", in: operation)
@@ -135,6 +143,8 @@ extension ReferenceBackend {
         return makeTensor(y, TensorShape(batch, channels))
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func globalAveragePoolBackward(_ dy: Tensor, inputShape: TensorShape) throws -> Tensor {
         let operation = "globalAveragePoolBackward"
         guard inputShape.rank == 4, inputShape.dims.allSatisfy({ $0 > 0 }) else {
@@ -154,6 +164,8 @@ extension ReferenceBackend {
 
     // MARK: - Element-wise and shape
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
         let operation = "add"
         guard a.shape == b.shape else {
