@@ -50,3 +50,15 @@ func groupedThousands(_ value: Int) -> String {
     }
     return result
 }
+
+/// Builds a model, turning a shape the network cannot take into a usage error about `--input`.
+func buildModel(_ architecture: Architecture, classes: Int, input: ImageShape, backend: Backend, seed: UInt64) throws
+    -> Model
+{
+    do {
+        return try architecture.makeModel(classes: classes, inputShape: sampleShape(input), backend: backend, seed: seed)
+    } catch let error as BackendError {
+        throw UsageError(
+            "--input \(input) does not fit model \(architecture.rawValue): \(error); use a larger --input")
+    }
+}

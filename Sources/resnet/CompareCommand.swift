@@ -34,35 +34,19 @@ enum ComparisonModeChoice: String, CaseIterable {
 }
 
 func runCompare(_ arguments: ParsedArguments) throws -> Int32 {
-    let architecture: Architecture
-    let input: ImageShape
-    let batch: Int
-    let classes: Int
-    let seed: UInt64
-    let mode: ComparisonModeChoice
-    let steps: Int
-    let threads: Int?
-    do {
-        architecture = try arguments.choice("model", as: Architecture.self)
-        input = try arguments.imageShape("input")
-        batch = try arguments.integer("batch-size", in: 1...4096)
-        classes = try arguments.integer("classes", in: 2...100_000)
-        seed = UInt64(try arguments.integer("seed", in: 0...Int.max))
-        mode = try arguments.choice("mode", as: ComparisonModeChoice.self)
-        steps = try arguments.integer("steps", in: 0...10_000)
-        threads = try parseThreads(arguments)
-    } catch let error as UsageError {
-        exitWithError(error)
-    }
+    let architecture = try arguments.choice("model", as: Architecture.self)
+    let input = try arguments.imageShape("input")
+    let batch = try arguments.integer("batch-size", in: 1...4096)
+    let classes = try arguments.integer("classes", in: 2...100_000)
+    let seed = UInt64(try arguments.integer("seed", in: 0...Int.max))
+    let mode = try arguments.choice("mode", as: ComparisonModeChoice.self)
+    let steps = try arguments.integer("steps", in: 0...10_000)
+    let threads = try parseThreads(arguments)
 
     let candidate = try makeBackend(.onednn, threads: threads, winograd: arguments.flag("winograd"))
     let reference = try makeBackend(.reference, threads: threads, winograd: false)
     let shape = sampleShape(input)
-    do {
-        _ = try architecture.makeModel(classes: classes, inputShape: shape, backend: reference, seed: seed)
-    } catch let error as BackendError {
-        exitWithError(UsageError("--input \(input) does not fit model \(architecture.rawValue): \(error); use a larger --input"))
-    }
+    _ = try buildModel(architecture, classes: classes, input: input, backend: reference, seed: seed)
 
     printConfiguration([
         ("model", architecture.rawValue),
@@ -70,8 +54,8 @@ func runCompare(_ arguments: ParsedArguments) throws -> Int32 {
         ("batch_size", "\(batch)"),
         ("mode", mode.rawValue),
         ("steps", "\(steps)"),
-        ("candidate", "\(candidate.name) (\(candidate.summary))"),
-        ("reference", "\(reference.name) (\(reference.summary))"),
+        ("candidate", candidate.summary),
+        ("reference", reference.summary),
     ])
 
     let comparison = BackendComparison(

@@ -106,23 +106,12 @@ final class EpochPrinter: TrainingObserver {
 }
 
 func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
-    let settings: TrainSettings
-    do {
-        settings = try TrainSettings(arguments)
-    } catch let error as UsageError {
-        exitWithError(error)
-    }
+    let settings = try TrainSettings(arguments)
     let shape = sampleShape(settings.input)
     let backend = try makeBackend(settings.backend, threads: settings.threads, winograd: settings.winograd)
 
-    let model: Model
-    do {
-        model = try settings.architecture.makeModel(
-            classes: settings.classes, inputShape: shape, backend: backend, seed: settings.seed)
-    } catch let error as BackendError {
-        exitWithError(
-            UsageError("--input \(settings.input) does not fit model \(settings.architecture.rawValue): \(error); use a larger --input"))
-    }
+    let model = try buildModel(
+        settings.architecture, classes: settings.classes, input: settings.input, backend: backend, seed: settings.seed)
 
     printConfiguration([
         ("model", "\(model.name) (\(settings.architecture.summary))"),
@@ -135,7 +124,7 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         ("optimizer", "adam (learning rate \(settings.learningRate), beta1 0.9, beta2 0.999, epsilon 1e-07)"),
         ("batch_norm", BatchNormConvention.description),
         ("seed", "\(settings.seed)"),
-        ("backend", "\(backend.name) (\(backend.summary))"),
+        ("backend", backend.summary),
     ])
 
     let train: InMemoryDataset
