@@ -16,7 +16,9 @@ final class CommandLineTests: XCTestCase {
 
     private func run(_ arguments: [String]) throws -> Run {
         guard FileManager.default.isExecutableFile(atPath: toolURL.path) else {
-            throw XCTSkip("resnet not built at \(toolURL.path); build all products first")
+            throw CocoaError(.fileNoSuchFile, userInfo: [
+                NSLocalizedDescriptionKey: "resnet not built at \(toolURL.path); run scripts/test.sh, which builds it"
+            ])
         }
         let process = Process()
         process.executableURL = toolURL
