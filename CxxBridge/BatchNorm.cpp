@@ -5,6 +5,8 @@
 // variance, scale, shift and their gradients are plain C.
 #include "Common.hpp"
 
+#include <algorithm>
+
 namespace onednn_bridge {
 
 using dnnl::normalization_flags;
@@ -54,6 +56,12 @@ struct BatchNormPlan final : Plan {
             table.add(Role::diffSrc, DNNL_ARG_DIFF_SRC, primitiveDesc.diff_src_desc());
             table.add(Role::diffScale, DNNL_ARG_DIFF_SCALE, perChannel);
             table.add(Role::diffShift, DNNL_ARG_DIFF_SHIFT, perChannel);
+
+            // The gradients do not depend on the shift, but oneDNN 2.6.3 rejects the execution
+            // without a shift argument, so the plan passes zeros it allocates itself.
+            memory zeros(perChannel, cpuEngine());
+            std::fill_n(static_cast<float *>(zeros.get_data_handle()), perChannel.dims()[0], 0.0f);
+            table.ownArguments[DNNL_ARG_SHIFT] = zeros;
             return;
         }
         case Pass::backwardWeights:

@@ -43,6 +43,8 @@ struct PassTable {
     bool built = false;
     dnnl::primitive primitive;
     std::map<Role, Slot> slots;
+    /// Arguments the plan supplies itself on every execution, keyed by oneDNN argument.
+    std::map<int, memory> ownArguments;
 
     void add(Role role, int argument, const memory::desc &desc) {
         slots[role] = Slot{argument, desc, internLayout(desc)};

@@ -189,6 +189,9 @@ Status planExecute(Plan *plan, Pass pass, const Argument *arguments, int32_t cou
             }
             memories[slot->second.argument] = memory(slot->second.desc, cpuEngine(), arguments[i].data);
         }
+        for (const auto &[argument, ownMemory] : table.ownArguments) {
+            memories[argument] = ownMemory;
+        }
         for (const auto &[role, slot] : table.slots) {
             if (memories.count(slot.argument) == 0) {
                 throw std::invalid_argument(std::string("missing buffer for ") + roleName(role));

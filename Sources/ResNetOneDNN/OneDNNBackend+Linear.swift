@@ -134,7 +134,7 @@ extension OneDNNBackend {
         shape.outputHeight = Int64(geometry.outputHeight)
         shape.outputWidth = Int64(geometry.outputWidth)
         let winograd = self.winograd
-        let plan = try Plan(operation: "convolution \(geometry), batch \(batch)") {
+        let plan = try Plan(operation: "convolution") {
             onednn_bridge.convolutionCreate(shape, hasBias, winograd, $0)
         }
         convolutionPlans[key] = plan
@@ -210,7 +210,7 @@ extension OneDNNBackend {
         if let plan = densePlans[key] {
             return plan
         }
-        let plan = try Plan(operation: "dense \(batch)x\(inputs) -> \(batch)x\(outputs)") {
+        let plan = try Plan(operation: "dense") {
             onednn_bridge.innerProductCreate(Int64(batch), Int64(inputs), Int64(outputs), hasBias, $0)
         }
         densePlans[key] = plan
