@@ -6,7 +6,7 @@
 import ResNetKit
 import XCTest
 
-/// SplitMix64, so that every run sees the same inputs.
+/// SplitMix64, so that every run gets the same inputs.
 struct SeededGenerator: RandomNumberGenerator {
     var state: UInt64
 
@@ -279,8 +279,9 @@ func referenceGlobalAveragePool(_ x: [Float], batch: Int, channels: Int, spatial
 // MARK: - Inputs in a blocked layout
 
 /// Returns `x` ([N, C, H, W]) passed through a 1 x 1 identity convolution, so that it holds
-/// the same values in the layout oneDNN picks for convolution outputs (blocked for C >= 16 on
-/// AVX-512). Each output sums one product with 1 and zeros, so the values are exact.
+/// the same values in the layout oneDNN picks for convolution outputs (blocked by 8 or 16
+/// channels, depending on the ISA). Each output sums one product with 1 and zeros, so the
+/// values are exact.
 func blockedCopy(_ x: Tensor, backend: any Backend) throws -> Tensor {
     let channels = x.shape[1]
     let geometry = try ConvolutionGeometry(
