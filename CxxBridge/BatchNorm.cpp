@@ -1,7 +1,7 @@
 // Batch normalization over N, H and W, per channel.
 //
 // Dimensions: N batch, C channels, H x W spatial. src, dst and their gradients are
-// N x C x H x W (or N x C) in the layout the caller's activations already have; mean,
+// N x C x H x W (or N x C) in the layout the caller's activations already have. Mean,
 // variance, scale, shift and their gradients are plain C.
 #include "Common.hpp"
 
@@ -77,7 +77,7 @@ Plan *batchNormCreate(int32_t dataLayout, float epsilon, bool training, Status *
     return createPlan("batch normalization", status, [&] {
         memory::desc data = requireLayout(dataLayout, "batch normalization");
         if (data.dims().size() < 2) {
-            throw std::invalid_argument("batch normalization: needs a channel axis, got dims " + dimsText(data.dims()));
+            throw std::invalid_argument("batch normalization: x needs a channel axis (rank 2 or more), got dims " + dimsText(data.dims()));
         }
         return new BatchNormPlan(data, data.dims()[1], epsilon, training);
     });

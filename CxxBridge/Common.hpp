@@ -1,5 +1,5 @@
 // Internal to the bridge: the plan base class, the engine, the layout table and error helpers.
-// Swift never sees this header, so it may use oneDNN and the standard library freely.
+// Swift does not import this header, so it may use oneDNN and the standard library freely.
 #pragma once
 #include "Bridge.h"
 #include "oneapi/dnnl/dnnl.hpp"

@@ -8,7 +8,8 @@
 namespace onednn_bridge {
 
 // Layouts are interned: equal descriptors share one id for the life of the process, so Swift
-// can compare layouts by id. A training run uses a few hundred at most.
+// can compare layouts by id. Interning scans the table, which stays small because a network
+// needs only a few layouts per distinct tensor shape.
 static std::mutex tableLock;
 static std::vector<memory::desc> layoutTable;
 static std::map<std::pair<int32_t, int32_t>, dnnl::reorder> reorderCache;
