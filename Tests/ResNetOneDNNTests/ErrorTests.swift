@@ -1,7 +1,7 @@
 import ResNetKit
 import XCTest
 
-import ResNetOneDNN
+@testable import ResNetOneDNN
 
 final class ErrorTests: XCTestCase {
     func assertBackendError<T>(
@@ -90,6 +90,20 @@ final class ErrorTests: XCTestCase {
         assertBackendError(try backend.maxPool(x, geometry: g, training: true), mentions: "1x2x4x4")
         let dy = try backend.makeTensor(randomValues(5, seed: 2), shape: TensorShape(1, 5))
         assertBackendError(try backend.globalAveragePoolBackward(dy, inputShape: TensorShape(1, 3, 4, 4)), mentions: "1x5")
+    }
+
+    func testBridgeFailureNamesOperationShapesAndStatus() throws {
+        let backend = try OneDNNBackend()
+        let x = try backend.makeTensor(randomValues(6, seed: 1), shape: TensorShape(2, 3))
+        let source = try XCTUnwrap(x.storage as? OneDNNStorage)
+        let otherLayout = try backend.plainLayout(TensorShape(3, 2), "test")
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+        defer { buffer.deallocate() }
+        XCTAssertThrowsError(try backend.reorder(source, into: buffer, layout: otherLayout, "values")) { error in
+            let message = (error as? BackendError)?.description ?? "\(error)"
+            XCTAssertTrue(message.hasPrefix("values: reorder 2x3 to 3x2"), message)
+            XCTAssertTrue(message.contains("oneDNN status"), message)
+        }
     }
 
     func testInvalidThreadCount() {
