@@ -87,8 +87,9 @@ namespace onednn_bridge {
 template <typename Make>
 Plan *createPlan(const char *operation, Status *status, Make make) noexcept {
     Plan *plan = nullptr;
-    std::string name = operation;
+    std::string name;
     try {
+        name = operation;
         plan = make();
         name = plan->description + " forward";
         plan->ensure(Pass::forward);

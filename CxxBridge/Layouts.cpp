@@ -42,9 +42,10 @@ memory::desc plainDescriptor(const memory::dims &dims) {
 }
 
 int32_t layoutPlain(const int64_t *dims, int32_t rank, Status *status) noexcept {
-    memory::dims shape(dims, dims + (rank > 0 ? rank : 0));
-    std::string operation = "plain layout of " + dimsText(shape);
+    std::string operation = "plain layout";
     try {
+        memory::dims shape(dims, dims + (rank > 0 ? rank : 0));
+        operation = "plain layout of " + dimsText(shape);
         if (rank < 1 || rank > DNNL_MAX_NDIMS) {
             throw std::invalid_argument("rank must be 1 to " + std::to_string(DNNL_MAX_NDIMS));
         }
@@ -77,9 +78,10 @@ bool layoutIsPlain(int32_t layout) noexcept {
 }
 
 Status reorder(int32_t sourceLayout, const void *source, int32_t destinationLayout, void *destination) noexcept {
-    std::string operation = "reorder from layout " + std::to_string(sourceLayout) + " to layout " +
-                            std::to_string(destinationLayout);
+    std::string operation = "reorder";
     try {
+        operation = "reorder from layout " + std::to_string(sourceLayout) + " to layout " +
+                    std::to_string(destinationLayout);
         memory::desc from = requireLayout(sourceLayout, operation);
         memory::desc to = requireLayout(destinationLayout, operation);
         operation = "reorder " + dimsText(from.dims()) + " to " + dimsText(to.dims());
