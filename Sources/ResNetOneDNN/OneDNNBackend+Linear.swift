@@ -83,6 +83,10 @@ extension OneDNNBackend {
     ///
     /// The copy has the same shape and values; `values(of:)` reads them back in OIHW order.
     /// Gradients and `zeros(like:)` of the copy share its layout, as optimizers require.
+    ///
+    /// NOTE: the backward-data pass may still reorder the kernel into a pooled temporary on
+    /// each call, because oneDNN 2.6.3 often reads it there in another blocking (`ABcd8a8b`
+    /// against the forward pass's `ABcd8b8a` with AVX2, as `ONEDNN_VERBOSE=1` shows).
     public func preferredLayoutCopy(of weights: Tensor, geometry: ConvolutionGeometry, batch: Int) throws -> Tensor {
         let operation = "preferredLayoutCopy"
         try check(weights, "weights", is: geometry.weightShape, operation)
