@@ -1,9 +1,11 @@
 // Batch normalization over N, H and W, per channel.
 //
 // Dimensions: N batch, C channels, H x W spatial. src, dst and their gradients are
-// N x C x H x W (or N x C) in the layout the caller's activations already have; mean,
+// N x C x H x W (or N x C) in the layout the caller's activations already have. Mean,
 // variance, scale, shift and their gradients are plain C.
 #include "Common.hpp"
+
+#include <algorithm>
 
 namespace onednn_bridge {
 
@@ -54,6 +56,12 @@ struct BatchNormPlan final : Plan {
             table.add(Role::diffSrc, DNNL_ARG_DIFF_SRC, primitiveDesc.diff_src_desc());
             table.add(Role::diffScale, DNNL_ARG_DIFF_SCALE, perChannel);
             table.add(Role::diffShift, DNNL_ARG_DIFF_SHIFT, perChannel);
+
+            // The gradients do not depend on the shift, but oneDNN 2.6.3 rejects the execution
+            // without a shift argument, so the plan passes zeros it allocates itself.
+            memory zeros(perChannel, cpuEngine());
+            std::fill_n(static_cast<float *>(zeros.get_data_handle()), perChannel.dims()[0], 0.0f);
+            table.ownArguments[DNNL_ARG_SHIFT] = zeros;
             return;
         }
         case Pass::backwardWeights:
@@ -69,7 +77,7 @@ Plan *batchNormCreate(int32_t dataLayout, float epsilon, bool training, Status *
     return createPlan("batch normalization", status, [&] {
         memory::desc data = requireLayout(dataLayout, "batch normalization");
         if (data.dims().size() < 2) {
-            throw std::invalid_argument("batch normalization: needs a channel axis, got dims " + dimsText(data.dims()));
+            throw std::invalid_argument("batch normalization: x needs a channel axis (rank 2 or more), got dims " + dimsText(data.dims()));
         }
         return new BatchNormPlan(data, data.dims()[1], epsilon, training);
     });

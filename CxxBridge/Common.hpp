@@ -1,5 +1,5 @@
 // Internal to the bridge: the plan base class, the engine, the layout table and error helpers.
-// Swift never sees this header, so it may use oneDNN and the standard library freely.
+// Swift does not import this header, so it may use oneDNN and the standard library freely.
 #pragma once
 #include "Bridge.h"
 #include "oneapi/dnnl/dnnl.hpp"
@@ -43,6 +43,8 @@ struct PassTable {
     bool built = false;
     dnnl::primitive primitive;
     std::map<Role, Slot> slots;
+    /// Arguments the plan supplies itself on every execution, keyed by oneDNN argument.
+    std::map<int, memory> ownArguments;
 
     void add(Role role, int argument, const memory::desc &desc) {
         slots[role] = Slot{argument, desc, internLayout(desc)};
@@ -85,8 +87,9 @@ namespace onednn_bridge {
 template <typename Make>
 Plan *createPlan(const char *operation, Status *status, Make make) noexcept {
     Plan *plan = nullptr;
-    std::string name = operation;
+    std::string name;
     try {
+        name = operation;
         plan = make();
         name = plan->description + " forward";
         plan->ensure(Pass::forward);

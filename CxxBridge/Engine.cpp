@@ -155,8 +155,9 @@ Status setThreadCount(int32_t count) noexcept {
 // MARK: - Plans
 
 int32_t planLayout(Plan *plan, Pass pass, Role role, Status *status) noexcept {
-    std::string operation = plan->description + " " + passName(pass);
+    std::string operation = "plan layout";
     try {
+        operation = plan->description + " " + passName(pass);
         PassTable &table = plan->ensure(pass);
         auto slot = table.slots.find(role);
         if (slot == table.slots.end()) {
@@ -175,8 +176,9 @@ int32_t planLayout(Plan *plan, Pass pass, Role role, Status *status) noexcept {
 }
 
 Status planExecute(Plan *plan, Pass pass, const Argument *arguments, int32_t count) noexcept {
-    std::string operation = plan->description + " " + passName(pass);
+    std::string operation = "plan execution";
     try {
+        operation = plan->description + " " + passName(pass);
         PassTable &table = plan->ensure(pass);
         std::unordered_map<int, memory> memories;
         for (int32_t i = 0; i < count; ++i) {
@@ -188,6 +190,9 @@ Status planExecute(Plan *plan, Pass pass, const Argument *arguments, int32_t cou
                 throw std::invalid_argument(std::string("missing buffer for ") + roleName(arguments[i].role));
             }
             memories[slot->second.argument] = memory(slot->second.desc, cpuEngine(), arguments[i].data);
+        }
+        for (const auto &[argument, ownMemory] : table.ownArguments) {
+            memories[argument] = ownMemory;
         }
         for (const auto &[role, slot] : table.slots) {
             if (memories.count(slot.argument) == 0) {

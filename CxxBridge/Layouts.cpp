@@ -8,7 +8,8 @@
 namespace onednn_bridge {
 
 // Layouts are interned: equal descriptors share one id for the life of the process, so Swift
-// can compare layouts by id. A training run uses a few hundred at most.
+// can compare layouts by id. Interning scans the table, which stays small because a network
+// needs only a few layouts per distinct tensor shape.
 static std::mutex tableLock;
 static std::vector<memory::desc> layoutTable;
 static std::map<std::pair<int32_t, int32_t>, dnnl::reorder> reorderCache;
@@ -41,9 +42,10 @@ memory::desc plainDescriptor(const memory::dims &dims) {
 }
 
 int32_t layoutPlain(const int64_t *dims, int32_t rank, Status *status) noexcept {
-    memory::dims shape(dims, dims + (rank > 0 ? rank : 0));
-    std::string operation = "plain layout of " + dimsText(shape);
+    std::string operation = "plain layout";
     try {
+        memory::dims shape(dims, dims + (rank > 0 ? rank : 0));
+        operation = "plain layout of " + dimsText(shape);
         if (rank < 1 || rank > DNNL_MAX_NDIMS) {
             throw std::invalid_argument("rank must be 1 to " + std::to_string(DNNL_MAX_NDIMS));
         }
@@ -76,9 +78,10 @@ bool layoutIsPlain(int32_t layout) noexcept {
 }
 
 Status reorder(int32_t sourceLayout, const void *source, int32_t destinationLayout, void *destination) noexcept {
-    std::string operation = "reorder from layout " + std::to_string(sourceLayout) + " to layout " +
-                            std::to_string(destinationLayout);
+    std::string operation = "reorder";
     try {
+        operation = "reorder from layout " + std::to_string(sourceLayout) + " to layout " +
+                    std::to_string(destinationLayout);
         memory::desc from = requireLayout(sourceLayout, operation);
         memory::desc to = requireLayout(destinationLayout, operation);
         operation = "reorder " + dimsText(from.dims()) + " to " + dimsText(to.dims());

@@ -1,6 +1,6 @@
 // The C++ bridge between Swift and oneDNN 2.6.
 //
-// Swift sees only this header: opaque handles, plain structs and `noexcept` free functions.
+// Swift imports only this header: opaque handles, plain structs and `noexcept` free functions.
 // Every function catches oneDNN's exceptions inside, returns a Status, and leaves a message
 // naming the operation, the shapes and oneDNN's status in `lastErrorMessage()`.
 //
@@ -28,7 +28,7 @@ int32_t versionPatch() noexcept;
 const char *effectiveIsaName() noexcept;
 /// OpenMP's thread count, or 0 when no OpenMP runtime is loaded.
 int32_t threadCount() noexcept;
-/// Sets OpenMP's thread count; fails when no OpenMP runtime is loaded.
+/// Sets OpenMP's thread count for the whole process. Fails when no OpenMP runtime is loaded.
 Status setThreadCount(int32_t count) noexcept;
 
 // MARK: - Layouts (Layouts.cpp)

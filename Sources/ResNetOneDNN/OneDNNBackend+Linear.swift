@@ -83,6 +83,10 @@ extension OneDNNBackend {
     ///
     /// The copy has the same shape and values; `values(of:)` reads them back in OIHW order.
     /// Gradients and `zeros(like:)` of the copy share its layout, as optimizers require.
+    ///
+    /// NOTE: the backward-data pass may still reorder the kernel into a pooled temporary on
+    /// each call, because oneDNN 2.6.3 often reads it there in another blocking (`ABcd8a8b`
+    /// against the forward pass's `ABcd8b8a` with AVX2, as `ONEDNN_VERBOSE=1` shows).
     public func preferredLayoutCopy(of weights: Tensor, geometry: ConvolutionGeometry, batch: Int) throws -> Tensor {
         let operation = "preferredLayoutCopy"
         try check(weights, "weights", is: geometry.weightShape, operation)
@@ -134,7 +138,7 @@ extension OneDNNBackend {
         shape.outputHeight = Int64(geometry.outputHeight)
         shape.outputWidth = Int64(geometry.outputWidth)
         let winograd = self.winograd
-        let plan = try Plan(operation: "convolution \(geometry), batch \(batch)") {
+        let plan = try Plan(operation: "convolution") {
             onednn_bridge.convolutionCreate(shape, hasBias, winograd, $0)
         }
         convolutionPlans[key] = plan
@@ -210,7 +214,7 @@ extension OneDNNBackend {
         if let plan = densePlans[key] {
             return plan
         }
-        let plan = try Plan(operation: "dense \(batch)x\(inputs) -> \(batch)x\(outputs)") {
+        let plan = try Plan(operation: "dense") {
             onednn_bridge.innerProductCreate(Int64(batch), Int64(inputs), Int64(outputs), hasBias, $0)
         }
         densePlans[key] = plan

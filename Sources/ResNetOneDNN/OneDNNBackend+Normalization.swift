@@ -107,7 +107,7 @@ extension OneDNNBackend {
             return plan
         }
         let mode = training ? "training" : "inference"
-        let plan = try Plan(operation: "batch normalization \(mode) \(shape), epsilon \(epsilon)") {
+        let plan = try Plan(operation: "batch normalization \(mode)") {
             onednn_bridge.batchNormCreate(layout, epsilon, training, $0)
         }
         batchNormPlans[key] = plan
@@ -118,7 +118,7 @@ extension OneDNNBackend {
 
     public func relu(_ x: Tensor) throws -> Tensor {
         let xStorage = try storage(of: x, "relu")
-        let plan = try reluPlan(xStorage.layout, shape: x.shape)
+        let plan = try reluPlan(xStorage.layout)
         let results = try run(plan, .forward, inputs: [Input(role: .src, storage: xStorage)], outputs: [Output(role: .dst)])
         return Tensor(shape: x.shape, storage: results[0])
     }
@@ -127,7 +127,7 @@ extension OneDNNBackend {
         let operation = "relu backward"
         try check(dy, "dy", is: y.shape, operation)
         let yStorage = try storage(of: y, operation)
-        let plan = try reluPlan(yStorage.layout, shape: y.shape)
+        let plan = try reluPlan(yStorage.layout)
         let results = try run(
             plan, .backward,
             inputs: [Input(role: .dst, storage: yStorage), Input(role: .diffDst, storage: try storage(of: dy, operation))],
@@ -135,11 +135,11 @@ extension OneDNNBackend {
         return Tensor(shape: y.shape, storage: results[0])
     }
 
-    func reluPlan(_ layout: Int32, shape: TensorShape) throws -> Plan {
+    func reluPlan(_ layout: Int32) throws -> Plan {
         if let plan = reluPlans[layout] {
             return plan
         }
-        let plan = try Plan(operation: "relu \(shape)") { onednn_bridge.reluCreate(layout, $0) }
+        let plan = try Plan(operation: "relu") { onednn_bridge.reluCreate(layout, $0) }
         reluPlans[layout] = plan
         return plan
     }

@@ -82,7 +82,7 @@ extension OneDNNBackend {
         shape.padRight = Int64(geometry.padRight)
         shape.outputHeight = Int64(geometry.outputHeight)
         shape.outputWidth = Int64(geometry.outputWidth)
-        let plan = try Plan(operation: "max pooling \(geometry), batch \(batch)") {
+        let plan = try Plan(operation: "max pooling") {
             onednn_bridge.maxPoolCreate(shape, layout, training, $0)
         }
         maxPoolPlans[key] = plan
@@ -125,7 +125,7 @@ extension OneDNNBackend {
         if let plan = globalPoolPlans[shape] {
             return plan
         }
-        let plan = try Plan(operation: "global average pooling \(shape)") {
+        let plan = try Plan(operation: "global average pooling") {
             onednn_bridge.globalAveragePoolCreate(
                 Int64(shape[0]), Int64(shape[1]), Int64(shape[2]), Int64(shape[3]), layout, $0)
         }
@@ -144,7 +144,7 @@ extension OneDNNBackend {
             plan = cached
         } else {
             let layout = aStorage.layout
-            plan = try Plan(operation: "add \(a.shape)") { onednn_bridge.addCreate(layout, $0) }
+            plan = try Plan(operation: "add") { onednn_bridge.addCreate(layout, $0) }
             addPlans[aStorage.layout] = plan
         }
         let results = try run(

@@ -221,8 +221,8 @@ public final class OneDNNBackend: Backend {
             let expected = try plan.layout(pass, input.role)
             var storage = input.storage
             let samePlainBytes =
-                input.reinterpretsPlain && onednn_bridge.layoutIsPlain(storage.layout)
-                && onednn_bridge.layoutIsPlain(expected)
+                input.reinterpretsPlain && isPlainLayout(storage.layout)
+                && isPlainLayout(expected)
                 && Int(onednn_bridge.layoutByteCount(expected)) == storage.byteCount
             if !samePlainBytes {
                 storage = try conform(storage, to: expected, plan.operation)
@@ -236,7 +236,7 @@ public final class OneDNNBackend: Backend {
             var layout = try plan.layout(pass, output.role)
             if let plain = output.plainLayout {
                 precondition(
-                    onednn_bridge.layoutIsPlain(layout)
+                    isPlainLayout(layout)
                         && onednn_bridge.layoutByteCount(plain) == onednn_bridge.layoutByteCount(layout),
                     "\(plan.operation): the output is not a plain view of the same size")
                 layout = plain

@@ -6,7 +6,7 @@ import Synchronization
 /// a training step in steady state allocates no new buffers.
 ///
 /// NOTE: the pool never returns memory to the system while the backend lives; a run with
-/// sees many different sizes (changing batch sizes, for example) keeps the largest set.
+/// many different sizes (changing batch sizes, for example) keeps a set of buffers for each.
 final class BufferPool: Sendable {
     static let alignment = 64
 
@@ -139,4 +139,9 @@ func bridgeError(_ operation: String, _ status: onednn_bridge.Status) -> Backend
         hint = "run with ONEDNN_VERBOSE=1 for oneDNN's log"
     }
     return BackendError(operation, "\(message) (\(hint))")
+}
+
+/// Returns whether a layout is dense row-major, so that its bytes are in canonical order.
+func isPlainLayout(_ layout: Int32) -> Bool {
+    onednn_bridge.layoutIsPlain(layout)
 }
