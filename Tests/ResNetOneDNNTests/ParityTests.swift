@@ -9,7 +9,7 @@ final class ParityTests: XCTestCase {
     private let tolerance = 1e-4
     private var fast: OneDNNBackend!
     private let reference = ReferenceBackend<Float>(threads: 2)
-    private var generator = SeededGenerator(seed: 42)
+    private var generator = ResNetKit.SeededGenerator(seed: 42)
 
     override func setUpWithError() throws {
         fast = try OneDNNBackend(threads: 2)
