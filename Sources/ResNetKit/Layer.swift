@@ -101,6 +101,9 @@ public protocol Layer: AnyObject {
 
     /// One row per layer for `resnet summary`: name, output shape, parameter count, FLOPs.
     func summaryRows(name: String) -> [SummaryRow]
+
+    /// The layers inside this one, for walking a network.
+    var sublayers: [Layer] { get }
 }
 
 public struct SummaryRow: Sendable {
@@ -114,6 +117,11 @@ public struct SummaryRow: Sendable {
 
 extension Layer {
     public var parameters: [Parameter] { [] }
+
+    public var sublayers: [Layer] { [] }
+
+    /// This layer and every layer inside it, depth first.
+    public var allLayers: [Layer] { [self] + sublayers.flatMap(\.allLayers) }
 
     public func prepare(batch: Int, backend: Backend) throws {}
 }

@@ -4,7 +4,7 @@ import ResNetKit
 let program = Program(
     name: "resnet",
     description: "Defines, trains and compares residual networks on the CPU, with oneDNN or pure-Swift kernels.",
-    commands: [trainCommand, compareCommand])
+    commands: [trainCommand, compareCommand, benchCommand])
 
 // Line-buffered output, so that a pipe or a log file sees each epoch as it ends.
 setvbuf(stdout, nil, _IOLBF, 0)
@@ -18,6 +18,7 @@ do {
         switch command.name {
         case "train": status = try runTrain(arguments)
         case "compare": status = try runCompare(arguments)
+        case "bench": status = try runBench(arguments)
         default: status = ExitCode.usage
         }
         exit(status)

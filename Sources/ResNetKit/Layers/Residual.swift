@@ -77,6 +77,8 @@ public final class ResidualBlock: Layer {
 
     public var parameters: [Parameter] { main.parameters + (shortcut?.parameters ?? []) }
 
+    public var sublayers: [Layer] { [main] + (shortcut.map { [$0] } ?? []) }
+
     public func prepare(batch: Int, backend: Backend) throws {
         try main.prepare(batch: batch, backend: backend)
         try shortcut?.prepare(batch: batch, backend: backend)

@@ -56,6 +56,8 @@ public final class Sequential: Layer {
 
     public var parameters: [Parameter] { layers.flatMap(\.parameters) }
 
+    public var sublayers: [Layer] { layers }
+
     public func prepare(batch: Int, backend: Backend) throws {
         for layer in layers {
             try layer.prepare(batch: batch, backend: backend)
