@@ -4,7 +4,9 @@
 #include "Bridge.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
+#include <functional>
 #include <map>
+#include <unordered_map>
 #include <stdexcept>
 #include <string>
 
@@ -45,6 +47,8 @@ struct PassTable {
     std::map<Role, Slot> slots;
     /// Arguments the plan supplies itself on every execution, keyed by oneDNN argument.
     std::map<int, memory> ownArguments;
+    /// When set, runs the pass in place of `primitive`, for work no oneDNN primitive does fast.
+    std::function<void(std::unordered_map<int, memory> &)> run;
 
     void add(Role role, int argument, const memory::desc &desc) {
         slots[role] = Slot{argument, desc, internLayout(desc)};

@@ -199,8 +199,12 @@ Status planExecute(Plan *plan, Pass pass, const Argument *arguments, int32_t cou
                 throw std::invalid_argument(std::string("missing buffer for ") + roleName(role));
             }
         }
-        table.primitive.execute(cpuStream(), memories);
-        cpuStream().wait();
+        if (table.run) {
+            table.run(memories);
+        } else {
+            table.primitive.execute(cpuStream(), memories);
+            cpuStream().wait();
+        }
         return Status::ok;
     } catch (const dnnl::error &error) {
         return fail(operation, error);
