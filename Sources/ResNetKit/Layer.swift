@@ -26,7 +26,7 @@ public final class Parameter {
     public var decaysByDefault: Bool { role == .kernel }
 }
 
-/// What a layer needs while it creates its parameters.
+/// The backend, random generator and name scope that layers use to create their parameters.
 public final class BuildContext {
     public let backend: Backend
     public var generator: SeededGenerator
@@ -62,7 +62,7 @@ public final class BuildContext {
     }
 }
 
-/// What a layer needs while it runs forward.
+/// The backend, tape and mode of one forward pass.
 public struct ForwardContext {
     public var backend: Backend
     /// The tape to record on; nil in inference.

@@ -3,9 +3,9 @@
 ///
 /// Without batch norm it is the block of the Keras tutorial this project grew from: conv, ReLU,
 /// conv, add the block's input, ReLU. With batch norm it is torchvision's basic block: conv, BN,
-/// ReLU, conv, BN, add, ReLU. When the stride is not 1 or the channel count changes, the identity
-/// add is undefined, so the shortcut becomes a 1x1 convolution with that stride (followed by
-/// batch norm when the block uses it): the projection shortcut, option B of the paper.
+/// ReLU, conv, BN, add, ReLU. When the stride is not 1 or the channel count changes, the
+/// identity add is undefined. The shortcut then becomes a 1x1 convolution with that stride,
+/// followed by batch norm when the block uses it: the paper's projection shortcut (option B).
 public final class ResidualBlock: Layer {
     public let kind = "residual_block"
     public let filters: Int
