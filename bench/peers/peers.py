@@ -293,12 +293,13 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def describe(record):
+def describe(record, case):
     if "error" in record:
-        return f"FAILED: {record['error'].splitlines()[0] if record['error'] else 'no message'}"
-    if "images_per_second" in record:
-        return f"{record['images_per_second']:.1f} images/s"
-    return f"{record.get('seconds', 0):.1f} s"
+        first_line = record["error"].splitlines()[0] if record["error"] else "no message"
+        return f"FAILED: {first_line}"
+    if case == "job":
+        return f"{record['seconds']:.1f} s"
+    return f"{record['images_per_second']:.1f} images/s"
 
 
 def measure_case(args, case, allocator, env, train_records):
@@ -314,7 +315,7 @@ def measure_case(args, case, allocator, env, train_records):
         load = os.getloadavg()[0]
         record = run_peer(spec, env, args.timeout)
         record["load_average_before"] = load
-        log(f"[{allocator}] {case} {variant}: {describe(record)}")
+        log(f"[{allocator}] {case} {variant}: {describe(record, case)}")
         records.append(record)
 
     if args.ours:
@@ -322,7 +323,7 @@ def measure_case(args, case, allocator, env, train_records):
         load = os.getloadavg()[0]
         record = run_ours(args.ours, base_spec(args, case), env, args.timeout)
         record["load_average_before"] = load
-        log(f"[{allocator}] {case} ours: {describe(record)}")
+        log(f"[{allocator}] {case} ours: {describe(record, case)}")
         records.append(record)
     return records
 
