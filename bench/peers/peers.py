@@ -226,7 +226,7 @@ def ours_command(template, spec):
         "width": spec["input"][1],
         "channels": spec["input"][2],
     }
-    values.update({name: spec[name] for name in OURS_PLACEHOLDERS if name in spec})
+    values.update({name: spec[name] for name in OURS_PLACEHOLDERS if name in spec and name not in values})
     command = template
     for name, value in values.items():
         command = command.replace("{" + name + "}", str(value))
