@@ -75,8 +75,8 @@ void checkDims(const memory::desc &desc, const memory::dims &expected, const std
     }
 }
 
-/// Where element (n, c, h, w) of a layout lies, for plain layouts and layouts that block only
-/// the channels (aBcd8b, aBcd16b, nhwc): n * N + (c / B) * C + h * H + w * W + c % B.
+/// Where element (n, c, h, w) lies in a plain layout or one that blocks only the channels
+/// (aBcd8b, aBcd16b, nhwc). The offset is n * N + (c / B) * C + h * H + w * W + c % B.
 struct ChannelBlocking {
     memory::dim block, batchStride, channelStride, rowStride, columnStride;
 
@@ -96,8 +96,8 @@ struct ChannelBlocking {
 };
 
 /// Global average pooling by direct loops. oneDNN 2.6 runs a pooling window as large as the
-/// whole image with its reference implementation, which took about a tenth of a training step
-/// of the tutorial's model at 224x224; these loops read and write each element once.
+/// whole image with its reference implementation, which took about a seventh of a training
+/// step of the tutorial's model at 224x224. These loops read and write each element once.
 struct GlobalAveragePlan final : Plan {
     memory::desc src, dst;
     ChannelBlocking layout;
@@ -157,8 +157,8 @@ struct GlobalAveragePlan final : Plan {
         }
     }
 
-    /// dy: N x C plain; dx: N x C x H x W in `layout`, with channels past C in the last block
-    /// set to zero, as oneDNN keeps padding.
+    /// dy: N x C plain; dx: N x C x H x W in `layout`. Channels past C in the last block are
+    /// set to zero, because oneDNN expects padding to hold zeros.
     void backward(const float *dy, float *dx) const {
         std::vector<float> values(static_cast<size_t>(layout.block));
         float scale = 1.0f / static_cast<float>(height * width);

@@ -150,6 +150,7 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
     let trainingSeconds = history.reduce(0) { $0 + $1.trainingSeconds }
     let images = history.reduce(0) { $0 + $1.samples }
     print(String(
-        format: "done: %d epochs in %.1fs, training %.1f img/s", history.count, elapsed, Double(images) / trainingSeconds))
+        format: "done: %d epochs in %.1fs, training %.1f img/s, peak resident memory %.0f MB", history.count, elapsed,
+        Double(images) / trainingSeconds, Double(peakResidentBytes()) / 1e6))
     return 0
 }

@@ -94,7 +94,9 @@ final class CommandLineTests: XCTestCase {
 
         let overview = try run(["--help"])
         XCTAssertEqual(overview.status, 0)
-        XCTAssertTrue(overview.output.contains("train") && overview.output.contains("compare"), overview.output)
+        for command in ["train", "compare", "bench"] {
+            XCTAssertTrue(overview.output.contains(command), "\(command) missing from: \(overview.output)")
+        }
     }
 
     func testCompareExitsZeroWhenBackendsAgree() throws {
