@@ -4,7 +4,7 @@ import ResNetKit
 let program = Program(
     name: "resnet",
     description: "Defines, trains and compares residual networks on the CPU, with oneDNN or pure-Swift kernels.",
-    commands: [trainCommand, compareCommand, benchCommand])
+    commands: [trainCommand, compareCommand, benchCommand, summaryCommand])
 
 // Line-buffered output, so that a pipe or a log file sees each epoch as it ends.
 setvbuf(stdout, nil, _IOLBF, 0)
@@ -19,6 +19,7 @@ do {
         case "train": status = try runTrain(arguments)
         case "compare": status = try runCompare(arguments)
         case "bench": status = try runBench(arguments)
+        case "summary": status = try runSummary(arguments)
         default: status = ExitCode.usage
         }
         exit(status)

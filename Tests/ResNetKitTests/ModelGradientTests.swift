@@ -181,6 +181,6 @@ final class ArchitectureTests: XCTestCase {
         // 3x3 convolutions: 16 in the stem, then 2 per block; plus 2 projections and the dense.
         let rows = model.network.summaryRows(name: "")
         XCTAssertEqual(rows.filter { $0.kind == "conv2d" }.count, 1 + 18 + 2)
-        XCTAssertEqual(rows.last { $0.kind == "add" }?.outputShape, TensorShape(1, 64, 8, 8))
+        XCTAssertEqual(rows.last { $0.kind == "add+relu" }?.outputShape, TensorShape(1, 64, 8, 8))
     }
 }

@@ -106,4 +106,18 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.output.contains("conv2d"), result.output)
         XCTAssertTrue(result.output.contains("residual_block_2.conv2d_1.kernel"), result.output)
     }
+
+    func testSummaryListsLayersAndTotals() throws {
+        let result = try run(["summary", "--model", "tutorial", "--input", "224x224x3", "--classes", "10"])
+        XCTAssertEqual(result.status, 0, result.errors)
+        // conv 7x7 3->64 with bias, batch norm (scale, shift, running mean and variance), six
+        // 3x3 64->64 convolutions with bias, dense 64->10 with bias.
+        let total = (64 * 3 * 49 + 64) + 4 * 64 + 6 * (64 * 64 * 9 + 64) + (10 * 64 + 10)
+        XCTAssertTrue(result.output.contains("total parameters: 231,946"), result.output)
+        XCTAssertEqual(total, 231_946)
+        XCTAssertTrue(result.output.contains("trainable parameters: 231,818"), result.output)
+        XCTAssertTrue(result.output.contains("1x64x74x74"), "max pool 3 of 224 gives 74: \(result.output)")
+        XCTAssertEqual(result.output.split(separator: "\n").filter { $0.hasPrefix("residual_block") }.count, 12, "conv, ReLU, conv, add per block")
+        XCTAssertTrue(result.output.contains("forward: 3.367 GFLOP per image"), result.output)
+    }
 }

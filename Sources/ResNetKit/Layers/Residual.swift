@@ -90,7 +90,7 @@ public final class ResidualBlock: Layer {
             rows += shortcut.summaryRows(name: "\(name).shortcut")
         }
         rows.append(
-            SummaryRow(name: "\(name).add", kind: "add", outputShape: TensorShape([1] + outputShape.dims), parameterCount: 0, flops: 0))
+            SummaryRow(name: "\(name).add", kind: "add+relu", outputShape: TensorShape([1] + outputShape.dims), parameterCount: 0, flops: 0))
         return rows
     }
 }
