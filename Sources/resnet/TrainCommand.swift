@@ -69,7 +69,7 @@ struct TrainSettings {
         backend = try arguments.choice("backend", as: BackendChoice.self)
         winograd = arguments.flag("winograd")
 
-        // The data sets are held in memory as float32; refuse sizes that cannot fit before
+        // The data sets are held in memory as float32; reject sizes that cannot fit before
         // generating anything.
         let bytes = Double(samples + validationSamples) * Double(input.height * input.width * input.channels) * 4
         let available = Double(ProcessInfo.processInfo.physicalMemory)
