@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-dependencies.sh
-swift build -c release --product resnet
+# Build output goes to standard error, so that standard output holds only the training log.
+swift build -c release --product resnet >&2
 exec .build/release/resnet train "$@"

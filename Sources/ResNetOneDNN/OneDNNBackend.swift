@@ -60,7 +60,8 @@ public final class OneDNNBackend: Backend {
     public var threads: Int { Int(onednn_bridge.threadCount()) }
 
     public var summary: String {
-        "oneDNN \(version), ISA \(isa), \(threads) threads" + (winograd ? ", Winograd allowed" : "")
+        "oneDNN \(version), ISA \(isa), \(threads) \(threads == 1 ? "thread" : "threads")"
+            + (winograd ? ", Winograd allowed" : "")
     }
 
     /// The number of tensor buffers allocated from the system so far; it stays constant across
@@ -93,7 +94,7 @@ public final class OneDNNBackend: Backend {
 
     public func zeros(like tensor: Tensor) throws -> Tensor {
         let source = try self.storage(of: tensor, "zeros")
-        let storage = OneDNNStorage(layout: source.layout, byteCount: source.byteCount, pool: pool)
+        let storage = try OneDNNStorage(layout: source.layout, byteCount: source.byteCount, pool: pool)
         storage.buffer.initializeMemory(as: UInt8.self, repeating: 0, count: storage.byteCount)
         return Tensor(shape: tensor.shape, storage: storage)
     }
@@ -171,7 +172,7 @@ public final class OneDNNBackend: Backend {
 
     func allocate(layout: Int32, content: OneDNNStorage.Content = .values) throws -> OneDNNStorage {
         let byteCount = Int(onednn_bridge.layoutByteCount(layout))
-        return OneDNNStorage(layout: layout, byteCount: byteCount, content: content, pool: pool)
+        return try OneDNNStorage(layout: layout, byteCount: byteCount, content: content, pool: pool)
     }
 
     func reorder(_ source: OneDNNStorage, into buffer: UnsafeMutableRawPointer, layout: Int32, _ operation: String)

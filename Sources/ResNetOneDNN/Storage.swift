@@ -1,4 +1,5 @@
 import CxxBridge
+import Foundation
 import ResNetKit
 import Synchronization
 
@@ -23,18 +24,26 @@ final class BufferPool: Sendable {
         state.withLock { $0.allocationCount }
     }
 
-    func acquire(byteCount: Int) -> UnsafeMutableRawPointer {
+    /// Returns a free buffer of `byteCount` bytes, or allocates one. Throws when the system
+    /// has no memory for it, instead of trapping as Swift's own allocation does.
+    func acquire(byteCount: Int) throws -> UnsafeMutableRawPointer {
         let reused = state.withLock { state -> UInt? in
-            guard let address = state.free[byteCount]?.popLast() else {
-                state.allocationCount += 1
-                return nil
-            }
-            return address
+            state.free[byteCount]?.popLast()
         }
         if let reused, let buffer = UnsafeMutableRawPointer(bitPattern: reused) {
             return buffer
         }
-        return UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, Self.alignment), alignment: Self.alignment)
+
+        var buffer: UnsafeMutableRawPointer?
+        let status = posix_memalign(&buffer, Self.alignment, max(byteCount, Self.alignment))
+        guard status == 0, let buffer else {
+            throw BackendError(
+                "allocate",
+                "out of memory for a tensor of \(byteCount) bytes (\(String(format: "%.1f", Double(byteCount) / 1e9)) GB); "
+                    + "use a smaller batch size or input")
+        }
+        state.withLock { $0.allocationCount += 1 }
+        return buffer
     }
 
     func release(_ buffer: UnsafeMutableRawPointer, byteCount: Int) {
@@ -46,7 +55,7 @@ final class BufferPool: Sendable {
         state.withLock { state in
             for addresses in state.free.values {
                 for address in addresses {
-                    UnsafeMutableRawPointer(bitPattern: address)?.deallocate()
+                    free(UnsafeMutableRawPointer(bitPattern: address))
                 }
             }
         }
@@ -70,8 +79,8 @@ final class OneDNNStorage {
     let content: Content
     private let pool: BufferPool
 
-    init(layout: Int32, byteCount: Int, content: Content = .values, pool: BufferPool) {
-        self.buffer = pool.acquire(byteCount: byteCount)
+    init(layout: Int32, byteCount: Int, content: Content = .values, pool: BufferPool) throws {
+        self.buffer = try pool.acquire(byteCount: byteCount)
         self.byteCount = byteCount
         self.layout = layout
         self.content = content

@@ -62,3 +62,19 @@ func buildModel(_ architecture: Architecture, classes: Int, input: ImageShape, b
             "--input \(input) does not fit model \(architecture.rawValue): \(error); use a larger --input")
     }
 }
+
+/// Rejects a batch size whose training step would need more memory than the machine has,
+/// suggesting one that fits.
+func checkMemory(_ model: Model, batch: Int) throws {
+    let needed = Double(model.estimatedTrainingBytes(batch: batch))
+    let available = 0.9 * Double(ProcessInfo.processInfo.physicalMemory)
+    guard needed > available else { return }
+
+    let perSample = Double(model.estimatedTrainingBytes(batch: 2) - model.estimatedTrainingBytes(batch: 1))
+    let fitting = Int(available / max(perSample, 1))
+    let advice = fitting >= 1 ? "use --batch-size \(min(fitting, batch - 1)) or less, or a smaller --input" : "use a smaller --input"
+    throw UsageError(
+        "--batch-size \(batch) with model \(model.name) at --input \(model.inputShape[1])x\(model.inputShape[2])x\(model.inputShape[0]) needs about "
+            + "\(String(format: "%.1f", needed / 1e9)) GB for a training step (an estimate), more than the "
+            + "\(String(format: "%.1f", available / 0.9 / 1e9)) GB of this machine; \(advice)")
+}

@@ -40,6 +40,7 @@ func runBench(_ arguments: ParsedArguments) throws -> Int32 {
 
     let backend = try makeBackend(choice, threads: threads, winograd: arguments.flag("winograd"))
     let model = try buildModel(architecture, classes: classes, input: input, backend: backend, seed: 1)
+    try checkMemory(model, batch: batch)
     let benchmark = Benchmark(model: model, batch: batch, warmupSteps: warmup, timedSteps: steps)
     let result = try benchmark.run(
         training: mode != "inference", inference: mode != "train", convolutions: mode != "inference" && !arguments.flag("no-ceiling"))

@@ -49,7 +49,8 @@ func runCompare(_ arguments: ParsedArguments) throws -> Int32 {
     let candidate = try makeBackend(.onednn, threads: threads, winograd: arguments.flag("winograd"))
     let reference = try makeBackend(.reference, threads: threads, winograd: false)
     let shape = sampleShape(input)
-    _ = try buildModel(architecture, classes: classes, input: input, backend: reference, seed: seed)
+    let probe = try buildModel(architecture, classes: classes, input: input, backend: reference, seed: seed)
+    try checkMemory(probe, batch: batch)
 
     printConfiguration([
         ("model", architecture.rawValue),

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// On a terminal, each epoch shows one line that is redrawn in place:
 ///
-///     Epoch 3/10  [=========>...................]  17/32  ETA 12s  loss=2.3041 acc=0.1012
+///     Epoch 3/10  [=========>...................]  17/32  ETA 12s  loss=2.3041 accuracy=0.1012
 ///
 /// and `endEpoch(line:)` replaces it with the epoch's summary. Anywhere else, such as a pipe or a
 /// log file, the output has no carriage returns or escape codes: only the summary lines, and a
@@ -100,7 +100,7 @@ struct TrainingProgress {
     // MARK: - Drawing
 
     private func format(loss: Double, accuracy: Double) -> String {
-        "loss=\(formatMetric(loss)) acc=\(formatMetric(accuracy))"
+        "loss=\(formatMetric(loss)) accuracy=\(formatMetric(accuracy))"
     }
 
     private var epochLabel: String {

@@ -112,6 +112,7 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
 
     let model = try buildModel(
         settings.architecture, classes: settings.classes, input: settings.input, backend: backend, seed: settings.seed)
+    try checkMemory(model, batch: settings.batchSize)
 
     printConfiguration([
         ("model", "\(model.name) (\(settings.architecture.summary))"),
@@ -150,7 +151,8 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
     let trainingSeconds = history.reduce(0) { $0 + $1.trainingSeconds }
     let images = history.reduce(0) { $0 + $1.samples }
     print(String(
-        format: "done: %d epochs in %.1fs, training %.1f img/s, peak resident memory %.0f MB", history.count, elapsed,
+        format: "done: %d %@ in %.1fs, training %.1f img/s, peak resident memory %.0f MB", history.count,
+        history.count == 1 ? "epoch" : "epochs", elapsed,
         Double(images) / trainingSeconds, Double(peakResidentBytes()) / 1e6))
     return 0
 }

@@ -143,7 +143,7 @@ final class ConvolutionTests: XCTestCase {
             let preferred = try backend.preferredLayoutCopy(of: plain, geometry: g, batch: batch)
             for weights in [plain, preferred] {
                 let byteCount = try XCTUnwrap(weights.storage as? OneDNNStorage).byteCount
-                poisonPool(backend, byteCount: byteCount)
+                try poisonPool(backend, byteCount: byteCount)
                 let gradients = try backend.convolutionBackward(
                     dy, x: x, weights: weights, hasBias: false, geometry: g, computeInputGradient: false)
                 let weightStorage = try XCTUnwrap(weights.storage as? OneDNNStorage)

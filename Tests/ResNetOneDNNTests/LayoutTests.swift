@@ -18,8 +18,8 @@ final class SquareSum: ElementwiseUpdate {
 
 /// Fills `count` pooled buffers of `byteCount` bytes with NaN, so that the next tensors of that
 /// size start from garbage and a test finds out whether oneDNN writes their padding.
-func poisonPool(_ backend: OneDNNBackend, byteCount: Int, count: Int = 4) {
-    let buffers = (0..<count).map { _ in backend.pool.acquire(byteCount: byteCount) }
+func poisonPool(_ backend: OneDNNBackend, byteCount: Int, count: Int = 4) throws {
+    let buffers = try (0..<count).map { _ in try backend.pool.acquire(byteCount: byteCount) }
     for buffer in buffers {
         buffer.initializeMemory(as: Float.self, repeating: .nan, count: byteCount / MemoryLayout<Float>.stride)
         backend.pool.release(buffer, byteCount: byteCount)
@@ -69,14 +69,14 @@ final class LayoutTests: XCTestCase {
         let byteCount = try XCTUnwrap(probe.storage as? OneDNNStorage).byteCount
         XCTAssertGreaterThan(byteCount, shape.elementCount * 4, "17 channels pad to a whole block")
 
-        poisonPool(backend, byteCount: byteCount)
+        try poisonPool(backend, byteCount: byteCount)
         let blocked = try blockedCopy(x, backend: backend)
         let expected = values.reduce(0.0) { $0 + Double($1) * Double($1) }
         XCTAssertEqual(try bufferSquareSum(blocked, backend: backend), expected, accuracy: 1e-9 * expected, "convolution output padding")
 
         let dy = try blockedCopy(backend.makeTensor(randomValues(shape.elementCount, seed: 4), shape: shape), backend: backend)
         let y = try backend.relu(blocked)
-        poisonPool(backend, byteCount: byteCount)
+        try poisonPool(backend, byteCount: byteCount)
         let gradient = try backend.reluBackward(dy, y: y)
         let gradientValues = try backend.values(of: gradient)
         let expectedGradient = gradientValues.reduce(0.0) { $0 + Double($1) * Double($1) }

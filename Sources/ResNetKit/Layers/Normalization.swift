@@ -60,7 +60,9 @@ public final class BatchNorm: Layer {
             throw BackendError(
                 "batch_normalization",
                 "a training batch of shape \(x.shape) has one value per channel, so its variance is undefined; "
-                    + "use a batch size of at least 2")
+                    + "every training batch needs at least 2 samples at this input size (the last batch of an "
+                    + "epoch holds the leftover samples, so choose --samples and --batch-size to leave none "
+                    + "or at least 2), or use a larger input")
         }
         let output = try backend.batchNormTraining(x, scale: scale.value, shift: shift.value, epsilon: epsilon)
         try backend.update(
