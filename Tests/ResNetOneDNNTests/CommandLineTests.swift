@@ -69,6 +69,8 @@ final class CommandLineTests: XCTestCase {
             (["train", "--backend", "gpu"], "--backend"),
             (["train", "--learning-rate", "-1"], "--learning-rate"),
             (["train", "--samples", "100000000", "--input", "224x224x3"], "--samples"),
+            (["train", "--input", "16384x16384x3", "--samples", "1", "--batch-size", "1"], "--input"),
+            (["bench", "--batch-size", "4096"], "--batch-size"),
             (["fly"], "fly"),
             (["compare", "--steps", "x"], "--steps"),
         ]
