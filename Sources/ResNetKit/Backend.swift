@@ -41,7 +41,7 @@ public struct BatchNormGradients {
 }
 
 /// The output of max pooling. `indices` carries what the backward pass needs to route each
-/// gradient to the maximum of its window (oneDNN's workspace, or argmax positions); it is nil
+/// gradient to the maximum of its window (oneDNN's workspace, or argmax positions). It is nil
 /// when the forward pass ran for inference.
 public struct MaxPoolOutput {
     public var y: Tensor
@@ -56,7 +56,7 @@ public struct MaxPoolOutput {
 /// An in-place update of several same-sized raw buffers, element by element, such as an
 /// optimizer step over a parameter, its gradient and its moments.
 ///
-/// A backend calls the overload for its scalar type with buffers in its own layout; all
+/// A backend calls the overload for its scalar type with buffers in its own layout. All
 /// buffers handed over at once have the same count, and padding elements hold zeros.
 public protocol ElementwiseUpdate {
     func apply(_ buffers: [UnsafeMutableBufferPointer<Float>])
@@ -150,7 +150,7 @@ public protocol Backend: AnyObject {
     /// `a + b`, for the residual connection and for summing gradients.
     func add(_ a: Tensor, _ b: Tensor) throws -> Tensor
 
-    /// The same values under a new shape with the same element count, in canonical order.
+    /// Returns the same values under a new shape with the same element count, in canonical order.
     func reshape(_ x: Tensor, to shape: TensorShape) throws -> Tensor
 
     // MARK: - Layout

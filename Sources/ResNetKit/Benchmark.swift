@@ -98,7 +98,7 @@ public struct Benchmark {
         return total
     }
 
-    /// The median wall time of `timedSteps` runs of `body` after `warmupSteps` untimed ones.
+    /// Returns the median wall time of `timedSteps` runs of `body` after `warmupSteps` untimed ones.
     private func median(_ body: () throws -> Void) throws -> Double {
         for _ in 0..<warmupSteps {
             try body()
@@ -114,7 +114,7 @@ public struct Benchmark {
     }
 }
 
-/// The process's peak resident memory in bytes, from getrusage.
+/// Returns the process's peak resident memory in bytes, from getrusage.
 public func peakResidentBytes() -> Int {
     var usage = rusage()
     #if os(Linux)

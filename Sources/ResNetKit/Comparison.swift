@@ -210,7 +210,7 @@ public struct BackendComparison {
         }
     }
 
-    /// The median wall time of `repeats` runs of `body`, after one warm-up run.
+    /// Returns the median wall time of `repeats` runs of `body`, after one warm-up run.
     private func median(_ repeats: Int, _ body: () throws -> Void) throws -> Double {
         try body()
         var times: [Double] = []

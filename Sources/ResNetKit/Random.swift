@@ -34,17 +34,17 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return result
     }
 
-    /// A Float uniform in [0, 1), from the top 24 bits.
+    /// Returns a Float uniform in [0, 1), from the top 24 bits.
     public mutating func nextUnitFloat() -> Float {
         Float(next() >> 40) * 0x1p-24
     }
 
-    /// A Double uniform in [0, 1), from the top 53 bits.
+    /// Returns a Double uniform in [0, 1), from the top 53 bits.
     public mutating func nextUnitDouble() -> Double {
         Double(next() >> 11) * 0x1p-53
     }
 
-    /// A standard normal sample (Box-Muller).
+    /// Returns a standard normal sample (Box-Muller).
     public mutating func nextNormal() -> Double {
         let u1 = max(nextUnitDouble(), 0x1p-53)
         let u2 = nextUnitDouble()
