@@ -8,8 +8,9 @@ let benchCommand = Command(
         Times training steps (forward, backward and the Adam update) and inference passes of a \
         model on random data after warm-up steps, and reports the median as images/s and effective \
         GFLOP/s. The convolution-only ceiling times each convolution of the model alone, forward \
-        and backward, and sums them: the throughput the model would reach if everything else \
-        took no time. Peak resident memory is the process's, from getrusage.
+        and backward, and sums the fastest run of each: the throughput the model would reach if \
+        everything else took no time. At small sizes a step takes milliseconds, and timing noise \
+        can still put training above the ceiling; use more --steps there. Peak resident memory is the process's, from getrusage.
         """,
     options: [
         Option("model", choices: Architecture.allCases.map(\.rawValue), help: "network to measure", default: "tutorial"),
