@@ -101,26 +101,13 @@ public struct Benchmark {
 
     /// Returns the median wall time of `timedSteps` runs of `body` after `warmupSteps` untimed ones.
     private func median(_ body: () throws -> Void) throws -> Double {
-        let times = try sortedTimes(body)
+        let times = try sortedRunTimes(warmup: warmupSteps, repeats: timedSteps, body)
         return times[times.count / 2]
     }
 
     /// Returns the shortest wall time of `timedSteps` runs of `body` after `warmupSteps` untimed ones.
     private func fastest(_ body: () throws -> Void) throws -> Double {
-        try sortedTimes(body)[0]
-    }
-
-    private func sortedTimes(_ body: () throws -> Void) throws -> [Double] {
-        for _ in 0..<warmupSteps {
-            try body()
-        }
-        var times: [Double] = []
-        for _ in 0..<max(timedSteps, 1) {
-            let start = DispatchTime.now()
-            try body()
-            times.append(seconds(since: start))
-        }
-        return times.sorted()
+        try sortedRunTimes(warmup: warmupSteps, repeats: timedSteps, body)[0]
     }
 }
 

@@ -127,14 +127,15 @@ public struct BackendComparison {
             let second = try layerOutputs(models.1, inputs.1)
             report.outputs = compare(first, second, tolerance: tolerance)
         case .train:
-            var first: [(String, [Float])] = []
-            var second: [(String, [Float])] = []
-            let (lossA, gradientsA) = try trainers.0.computeGradients(inputs.0, targets: targets) { name, tensor in
-                first.append((name, (try? candidate.values(of: tensor)) ?? []))
+            let recordedA = try recordingOutputs(candidate) { observer in
+                try trainers.0.computeGradients(inputs.0, targets: targets, observer: observer)
             }
-            let (lossB, gradientsB) = try trainers.1.computeGradients(inputs.1, targets: targets) { name, tensor in
-                second.append((name, (try? reference.values(of: tensor)) ?? []))
+            let recordedB = try recordingOutputs(reference) { observer in
+                try trainers.1.computeGradients(inputs.1, targets: targets, observer: observer)
             }
+            var (first, second) = (recordedA.outputs, recordedB.outputs)
+            let (lossA, gradientsA) = recordedA.result
+            let (lossB, gradientsB) = recordedB.result
             first.append(("loss", [Float(lossA.loss)]))
             second.append(("loss", [Float(lossB.loss)]))
             report.outputs = compare(first, second, tolerance: tolerance)
@@ -189,17 +190,27 @@ public struct BackendComparison {
     }
 
     private func layerOutputs(_ model: Model, _ x: Tensor) throws -> [(String, [Float])] {
+        try recordingOutputs(model.backend) { observer in
+            _ = try model.forward(x, observer: observer)
+        }.outputs
+    }
+
+    /// Runs `body` with an observer that reads each named layer output back from `backend`, and
+    /// returns the outputs beside `body`'s result. A failed read is thrown after `body` returns.
+    private func recordingOutputs<Result>(
+        _ backend: Backend, _ body: (@escaping (String, Tensor) -> Void) throws -> Result
+    ) throws -> (outputs: [(String, [Float])], result: Result) {
         var outputs: [(String, [Float])] = []
         var failure: Error?
-        _ = try model.forward(x) { name, tensor in
+        let result = try body { name, tensor in
             do {
-                outputs.append((name, try model.backend.values(of: tensor)))
+                outputs.append((name, try backend.values(of: tensor)))
             } catch {
                 failure = error
             }
         }
         if let failure { throw failure }
-        return outputs
+        return (outputs, result)
     }
 
     private func compare(_ first: [(String, [Float])], _ second: [(String, [Float])], tolerance: Double)
@@ -212,13 +223,7 @@ public struct BackendComparison {
 
     /// Returns the median wall time of `repeats` runs of `body`, after one warm-up run.
     private func median(_ repeats: Int, _ body: () throws -> Void) throws -> Double {
-        try body()
-        var times: [Double] = []
-        for _ in 0..<max(repeats, 1) {
-            let start = DispatchTime.now()
-            try body()
-            times.append(seconds(since: start))
-        }
-        return times.sorted()[times.count / 2]
+        let times = try sortedRunTimes(warmup: 1, repeats: repeats, body)
+        return times[times.count / 2]
     }
 }

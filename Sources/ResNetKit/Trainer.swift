@@ -190,3 +190,18 @@ public final class Trainer {
 func seconds(since start: DispatchTime) -> Double {
     Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }
+
+/// Runs `body` `warmup` times untimed, then `repeats` times (at least once), and returns the
+/// wall times of the timed runs in seconds, shortest first.
+func sortedRunTimes(warmup: Int, repeats: Int, _ body: () throws -> Void) throws -> [Double] {
+    for _ in 0..<warmup {
+        try body()
+    }
+    var times: [Double] = []
+    for _ in 0..<max(repeats, 1) {
+        let start = DispatchTime.now()
+        try body()
+        times.append(seconds(since: start))
+    }
+    return times.sorted()
+}
