@@ -75,7 +75,7 @@ void checkDims(const memory::desc &desc, const memory::dims &expected, const std
     }
 }
 
-/// Where element (n, c, h, w) lies in a plain layout or one that blocks only the channels
+/// The position of element (n, c, h, w) in a plain layout or one that blocks only the channels
 /// (aBcd8b, aBcd16b, nhwc). The offset is n * N + (c / B) * C + h * H + w * W + c % B.
 struct ChannelBlocking {
     memory::dim block, batchStride, channelStride, rowStride, columnStride;

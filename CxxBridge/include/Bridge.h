@@ -4,7 +4,7 @@
 // Every function catches oneDNN's exceptions inside, returns a Status, and leaves a message
 // naming the operation, the shapes and oneDNN's status in `lastErrorMessage()`.
 //
-// Tensor data crosses as raw pointers to buffers laid out as a layout id says. A layout id is
+// Tensor data crosses as raw pointers to buffers laid out as a layout id describes. A layout id is
 // an index into the bridge's table of oneDNN memory descriptors (f32 throughout).
 #pragma once
 #include <cstddef>

@@ -85,7 +85,7 @@ public enum SyntheticData {
     /// thread count.
     static let chunkSize = 8
 
-    /// The tutorial's data: every input value uniform in [0, 1) and labels uniform over the
+    /// Makes the tutorial's data: every input value uniform in [0, 1) and labels uniform over the
     /// classes, independent of the inputs. Nothing here can be learned: a model that
     /// generalizes reaches accuracy 1/classes and loss ln(classes) on fresh samples.
     public static func uniform(samples: Int, sampleShape: TensorShape, classes: Int, seed: UInt64) throws
@@ -114,10 +114,10 @@ public enum SyntheticData {
 }
 
 extension SyntheticData {
-    /// Learnable images: each class is a sinusoidal grating at its own orientation
-    /// (180 degrees / classes apart), with a random phase, a random frequency between 2 and 4
-    /// cycles across the image and Gaussian noise of standard deviation `noise`, the same
-    /// pattern in every channel. Values lie around 0.5.
+    /// Makes learnable images: each class is a sinusoidal grating at its own orientation, 180
+    /// degrees / classes apart. Each image has a random phase, a random frequency between 2 and
+    /// 4 cycles across the image and Gaussian noise of standard deviation `noise`. Every channel
+    /// holds the same pattern, and values lie around 0.5.
     public static func gratings(samples: Int, sampleShape: TensorShape, classes: Int, noise: Double = 0.2, seed: UInt64)
         throws -> InMemoryDataset
     {

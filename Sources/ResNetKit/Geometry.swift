@@ -1,4 +1,4 @@
-/// How a convolution or pooling window pads its input.
+/// The padding of a convolution or pooling window.
 public enum Padding: Hashable, Sendable {
     /// TensorFlow's 'same': output size ceil(input / stride); when the total padding is odd, the
     /// extra row and column go at the bottom and the right.

@@ -99,7 +99,7 @@ public protocol Layer: AnyObject {
     /// Lets the backend move kernels into the layout it runs fastest at this batch size.
     func prepare(batch: Int, backend: Backend) throws
 
-    /// One row per layer for `resnet summary`: name, output shape, parameter count, FLOPs.
+    /// Returns one row per layer for `resnet summary`: name, output shape, parameter count, FLOPs.
     func summaryRows(name: String) -> [SummaryRow]
 
     /// The layers inside this one, for walking a network.

@@ -1,7 +1,7 @@
 import Foundation
 
-/// What a batch is trained toward: class indices, or real-valued targets in `[N, outputs]`
-/// order for regression.
+/// The targets of a batch: class indices, or real-valued targets in `[N, outputs]` order for
+/// regression.
 public enum Targets {
     case classes([Int])
     case values([Float])

@@ -58,7 +58,7 @@ public final class Model {
         return try network.forward(x, context: context)
     }
 
-    /// An estimate of the memory a training step needs at this batch size: every layer's output
+    /// Estimates the memory a training step needs at this batch size: every layer's output
     /// kept for backward plus as much again for gradients and temporaries, and four copies of
     /// the parameters (values, gradients, two Adam moments). It ignores layout padding and
     /// oneDNN's workspaces, so treat it as a guard against sizes far beyond the machine.

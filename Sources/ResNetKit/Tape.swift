@@ -2,8 +2,8 @@
 ///
 /// Layers record each differentiable operation as it runs, with a closure that maps the
 /// gradient of the operation's output to the gradients of its inputs. `gradients(of:seed:for:)`
-/// replays the records in reverse, sums the gradients of a tensor used more than once (the
-/// identity branch of a residual block), and drops each record once it has run, so the tensors
+/// replays the records in reverse and sums the gradients of a tensor used more than once (the
+/// identity branch of a residual block). It drops each record once it has run, so the tensors
 /// it saved are freed as early as possible. Inference runs without a tape and records nothing.
 public final class Tape {
     /// Maps `dy` and, per input, whether its gradient is needed, to one gradient per input

@@ -17,7 +17,7 @@ public struct TensorShape: Hashable, Sendable, CustomStringConvertible {
 
     public subscript(axis: Int) -> Int { dims[axis] }
 
-    /// The shape with the batch axis replaced.
+    /// Returns the shape with the batch axis replaced.
     public func withBatch(_ batch: Int) -> TensorShape {
         var copy = dims
         copy[0] = batch
@@ -29,7 +29,7 @@ public struct TensorShape: Hashable, Sendable, CustomStringConvertible {
 
 /// A tensor whose storage and memory layout belong to the backend that created it.
 ///
-/// The shape is always the canonical one; the backend may keep the elements in another order
+/// The shape is always the canonical one. The backend may keep the elements in another order
 /// (oneDNN's blocked layouts, for example) and converts only when values are read or written.
 public final class Tensor {
     public let shape: TensorShape

@@ -6,7 +6,7 @@ import Synchronization
 /// Buffers of freed tensors, kept by byte count for the next tensor of the same size, so that
 /// a training step in steady state allocates no new buffers.
 ///
-/// NOTE: the pool never returns memory to the system while the backend lives; a run with
+/// NOTE: the pool never returns memory to the system while the backend lives. A run with
 /// many different sizes (changing batch sizes, for example) keeps a set of buffers for each.
 final class BufferPool: Sendable {
     static let alignment = 64

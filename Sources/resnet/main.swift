@@ -6,7 +6,7 @@ let program = Program(
     description: "Defines, trains and compares residual networks on the CPU, with oneDNN or pure-Swift kernels.",
     commands: [trainCommand, compareCommand, benchCommand, summaryCommand])
 
-// Line-buffered output, so that a pipe or a log file sees each epoch as it ends.
+// Line-buffered output, so that a pipe or a log file receives each epoch's line as it ends.
 setvbuf(stdout, nil, _IOLBF, 0)
 
 do {
