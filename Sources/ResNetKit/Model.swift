@@ -58,15 +58,6 @@ public final class Model {
         return try network.forward(x, context: context)
     }
 
-    /// Estimates the memory a training step needs at this batch size: every layer's output
-    /// kept for backward plus as much again for gradients and temporaries, and four copies of
-    /// the parameters (values, gradients, two Adam moments). It ignores layout padding and
-    /// oneDNN's workspaces, so treat it as a guard against sizes far beyond the machine.
-    public func estimatedTrainingBytes(batch: Int) -> Int {
-        let activations = network.summaryRows(name: "").reduce(inputShape.elementCount) { $0 + $1.outputShape.elementCount }
-        return 4 * (2 * activations * batch + 4 * parameterCount)
-    }
-
     /// Lets the backend store kernels in the layout its primitives use at this batch size.
     public func prepare(batch: Int) throws {
         try network.prepare(batch: batch, backend: backend)

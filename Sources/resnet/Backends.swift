@@ -63,18 +63,53 @@ func buildModel(_ architecture: Architecture, classes: Int, input: ImageShape, b
     }
 }
 
-/// Rejects a batch size whose training step would need more memory than the machine has,
-/// suggesting one that fits.
-func checkMemory(_ model: Model, batch: Int) throws {
-    let needed = Double(model.estimatedTrainingBytes(batch: batch))
-    let available = 0.9 * Double(ProcessInfo.processInfo.physicalMemory)
-    guard needed > available else { return }
+/// Returns the memory this process may still use: MemAvailable from /proc/meminfo, or the
+/// machine's physical memory where that file cannot be read.
+func availableMemoryBytes() -> Int {
+    if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+        let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+    {
+        return kilobytes * 1024
+    }
+    return Int(ProcessInfo.processInfo.physicalMemory)
+}
 
-    let perSample = Double(model.estimatedTrainingBytes(batch: 2) - model.estimatedTrainingBytes(batch: 1))
-    let fitting = Int(available / max(perSample, 1))
-    let advice = fitting >= 1 ? "use --batch-size \(min(fitting, batch - 1)) or less, or a smaller --input" : "use a smaller --input"
+/// Rejects a training run whose memory plan exceeds the memory available, before anything
+/// large is allocated, suggesting a batch size that fits.
+func checkMemory(_ model: Model, batch: Int, stateTensorsPerParameter: Int = 2, dataBytes: Int = 0) throws {
+    let plan = MemoryPlan(
+        model: model, batch: batch, stateTensorsPerParameter: stateTensorsPerParameter, dataBytes: dataBytes)
+    let available = availableMemoryBytes()
+    guard plan.total > available else { return }
+
+    let fitting = MemoryPlan.largestBatch(
+        model: model, upTo: batch - 1, stateTensorsPerParameter: stateTensorsPerParameter, dataBytes: plan.data,
+        limit: available)
+    let advice = fitting.map { "use --batch-size \($0) or less, or a smaller --input" } ?? "use a smaller --input or fewer samples"
     throw UsageError(
         "--batch-size \(batch) with model \(model.name) at --input \(model.inputShape[1])x\(model.inputShape[2])x\(model.inputShape[0]) needs about "
-            + "\(String(format: "%.1f", needed / 1e9)) GB for a training step (an estimate), more than the "
-            + "\(String(format: "%.1f", available / 0.9 / 1e9)) GB of this machine; \(advice)")
+            + "\(gigabytes(plan.total)) for training (an estimate), more than the \(gigabytes(available)) "
+            + "available; \(advice)")
+}
+
+/// Prints the memory plan as `resnet train --dry-run` shows it.
+func printMemoryPlan(_ plan: MemoryPlan) {
+    let rows: [(String, Int)] = [
+        ("parameters", plan.parameters), ("gradients", plan.gradients), ("optimizer state", plan.optimizerState),
+        ("activations", plan.activations), ("workspace", plan.workspace), ("data", plan.data), ("total", plan.total),
+    ]
+    print("memory plan (estimate, float32):")
+    for (name, bytes) in rows {
+        print("  \(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(megabytes(bytes))")
+    }
+    print("  available        \(megabytes(availableMemoryBytes()))")
+}
+
+func gigabytes(_ bytes: Int) -> String {
+    String(format: "%.1f GB", Double(bytes) / 1e9)
+}
+
+func megabytes(_ bytes: Int) -> String {
+    String(format: "%10.1f MB", Double(bytes) / 1e6)
 }
