@@ -16,9 +16,11 @@ public struct Augmentation: Sendable, Equatable {
     }
 
     /// Returns the padding `resnet train --augment` uses: one eighth of the smaller image side,
-    /// rounded, and at least 1. That is 4 for 28x28 and 32x32 images, as the CIFAR recipe pads.
+    /// rounded, and at least 1 but less than that side. That is 4 for 28x28 and 32x32 images,
+    /// as the CIFAR recipe pads, and 0 (flip only) for images one pixel high or wide.
     public static func defaultPadding(height: Int, width: Int) -> Int {
-        max(1, (min(height, width) + 4) / 8)
+        let side = min(height, width)
+        return min(max(1, (side + 4) / 8), side - 1)
     }
 
     /// The position of one image's crop in its padded copy, and whether the crop is mirrored.

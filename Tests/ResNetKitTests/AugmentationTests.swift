@@ -90,6 +90,7 @@ final class AugmentationTests: XCTestCase {
         XCTAssertEqual(Augmentation.defaultPadding(height: 28, width: 28), 4)
         XCTAssertEqual(Augmentation.defaultPadding(height: 224, width: 300), 28)
         XCTAssertEqual(Augmentation.defaultPadding(height: 5, width: 5), 1)
+        XCTAssertEqual(Augmentation.defaultPadding(height: 1, width: 9), 0)
     }
 
     func testFlatSamplesAreRejected() throws {
