@@ -8,6 +8,9 @@ public struct EpochMetrics: Sendable {
     public var accuracy: Double?
     public var validationLoss: Double?
     public var validationAccuracy: Double?
+    /// R² = 1 - SSE/SST over the epoch's training samples, for regression; nil for classification.
+    public var r2: Double?
+    public var validationR2: Double?
     /// Wall time of the training steps alone.
     public var trainingSeconds: Double
     /// Wall time of the whole epoch, validation included.
@@ -16,6 +19,16 @@ public struct EpochMetrics: Sendable {
 
     /// Training throughput: samples over the time of the training steps.
     public var imagesPerSecond: Double { Double(samples) / max(trainingSeconds, 1e-9) }
+}
+
+/// The metrics of a model on a data set, in inference mode.
+public struct Evaluation: Sendable {
+    /// Mean loss over the samples.
+    public var loss: Double
+    /// Fraction of samples whose largest logit is at their label; nil for regression.
+    public var accuracy: Double?
+    /// R² = 1 - SSE/SST over the samples; nil for classification.
+    public var r2: Double?
 }
 
 /// Receives progress from `Trainer.fit`.
@@ -45,6 +58,12 @@ public final class Trainer {
     public let model: Model
     public let loss: Loss
     public let optimizer: Optimizer
+    /// Random crop and flip applied to each training batch in `fit`; nil for none.
+    public var augmentation: Augmentation?
+    /// Whether `fit` prepares each batch (gather and augmentation) on a background thread
+    /// during the step before. The dataset's methods are then called from that thread, one
+    /// call at a time. The batches are the same either way.
+    public var prefetchesBatches = true
     private var batchBuffer: [Float] = []
     private var preparedBatch = 0
 
@@ -101,26 +120,41 @@ public final class Trainer {
     /// Returns the mean loss and the accuracy (nil for regression) over `dataset`, in
     /// inference mode.
     public func evaluate(_ dataset: Dataset, batchSize: Int) throws -> (loss: Double, accuracy: Double?) {
+        let result = try evaluation(of: dataset, batchSize: batchSize)
+        return (result.loss, result.accuracy)
+    }
+
+    /// Returns the mean loss, and the accuracy for classification or R² for regression, over
+    /// `dataset`, in inference mode.
+    public func evaluation(of dataset: Dataset, batchSize: Int) throws -> Evaluation {
         var total = 0.0
         var correct = 0
+        var regression = RegressionTotals()
+        let outputs = model.outputShape.elementCount
         let indices = Array(0..<dataset.count)
         for start in stride(from: 0, to: indices.count, by: batchSize) {
             let batch = indices[start..<min(start + batchSize, indices.count)]
             let x = try makeBatch(dataset, batch)
-            let logits = try model.forward(x)
-            let output = try loss.evaluate(
-                logits: try backend.values(of: logits), outputs: model.outputShape.elementCount,
-                targets: dataset.targets(batch))
+            let predictions = try backend.values(of: try model.forward(x))
+            let targets = dataset.targets(batch)
+            let output = try loss.evaluate(logits: predictions, outputs: outputs, targets: targets)
             total += output.loss * Double(batch.count)
             correct += output.correct ?? 0
+            if case .values(let values) = targets {
+                regression.add(predictions: predictions, targets: values, outputs: outputs)
+            }
         }
         let count = Double(max(dataset.count, 1))
-        return (total / count, dataset.classCount == nil ? nil : Double(correct) / count)
+        let isClassification = dataset.classCount != nil
+        return Evaluation(
+            loss: total / count, accuracy: isClassification ? Double(correct) / count : nil,
+            r2: isClassification ? nil : regression.r2)
     }
 
     /// Trains for `epochs` epochs, shuffling the training samples each epoch from `seed`, and
     /// evaluates on `validation` after each. A short last batch is kept, and metrics weigh each
-    /// batch by its size.
+    /// batch by its size. With `augmentation` set, each training image is cropped and flipped
+    /// at random from `seed`, the epoch and the step.
     @discardableResult
     public func fit(
         _ train: Dataset, validation: Dataset?, epochs: Int, batchSize: Int, seed: UInt64,
@@ -129,7 +163,10 @@ public final class Trainer {
         guard batchSize > 0, epochs > 0, train.count > 0 else {
             throw BackendError("fit", "needs a positive batch size, epoch count and sample count")
         }
+        try augmentation?.validate(for: train.sampleShape)
         let steps = (train.count + batchSize - 1) / batchSize
+        let outputs = model.outputShape.elementCount
+        let loader = BatchLoader(sampleShape: train.sampleShape, batchSize: batchSize, prefetches: prefetchesBatches)
         var history: [EpochMetrics] = []
 
         for epoch in 1...epochs {
@@ -138,20 +175,29 @@ public final class Trainer {
             var order = Array(0..<train.count)
             var generator = SeededGenerator(seed: seed, stream: UInt64(epoch))
             order.shuffle(using: &generator)
+            loader.begin(
+                EpochPlan(dataset: train, order: order, batchSize: batchSize, augmentation: augmentation, seed: seed, epoch: epoch))
 
             var total = 0.0
             var correct = 0
             var seen = 0
+            var regression = RegressionTotals()
             for step in 0..<steps {
-                let batch = order[step * batchSize..<min((step + 1) * batchSize, order.count)]
-                let x = try makeBatch(train, batch)
-                let output = try trainStep(x, targets: train.targets(batch))
+                let batch = loader.next()
+                let x = try backend.makeTensor(copying: batch.inputs, shape: batch.shape)
+                let output = try trainStep(x, targets: batch.targets)
                 guard output.loss.isFinite else {
                     throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, loss: output.loss)
                 }
-                total += output.loss * Double(batch.count)
+                let batchCount = batch.shape[0]
+                total += output.loss * Double(batchCount)
                 correct += output.correct ?? 0
-                seen += batch.count
+                seen += batchCount
+                // Value targets pair with mean squared error alone, so the loss times the
+                // target count is the batch's sum of squared errors.
+                if case .values(let values) = batch.targets {
+                    regression.add(targets: values, outputs: outputs, sumOfSquaredErrors: output.loss * Double(values.count))
+                }
                 let accuracy = train.classCount == nil ? nil : Double(correct) / Double(seen)
                 observer?.stepDidEnd(step: step + 1, steps: steps, loss: total / Double(seen), accuracy: accuracy)
             }
@@ -161,10 +207,12 @@ public final class Trainer {
                 epoch: epoch, loss: total / Double(seen),
                 accuracy: train.classCount == nil ? nil : Double(correct) / Double(seen),
                 trainingSeconds: trainingSeconds, seconds: 0, samples: seen)
+            metrics.r2 = train.classCount == nil ? regression.r2 : nil
             if let validation {
-                let result = try evaluate(validation, batchSize: batchSize)
+                let result = try evaluation(of: validation, batchSize: batchSize)
                 metrics.validationLoss = result.loss
                 metrics.validationAccuracy = result.accuracy
+                metrics.validationR2 = result.r2
             }
             metrics.seconds = seconds(since: started)
             history.append(metrics)

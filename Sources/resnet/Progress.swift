@@ -99,8 +99,9 @@ struct TrainingProgress {
 
     // MARK: - Drawing
 
+    /// Formats the running metrics; a NaN accuracy, which regression passes, is left out.
     private func format(loss: Double, accuracy: Double) -> String {
-        "loss=\(formatMetric(loss)) accuracy=\(formatMetric(accuracy))"
+        accuracy.isNaN ? "loss=\(formatMetric(loss))" : "loss=\(formatMetric(loss)) accuracy=\(formatMetric(accuracy))"
     }
 
     private var epochLabel: String {

@@ -162,7 +162,9 @@ final class ArchitectureTests: XCTestCase {
     /// Trainable parameter counts published for torchvision's models at 1000 classes.
     func testImageNetParameterCountsMatchTorchvision() throws {
         let backend = ReferenceBackend<Float>(threads: 1)
-        let expected: [(Architecture, Int)] = [(.resnet18, 11_689_512), (.resnet34, 21_797_672)]
+        let expected: [(Architecture, Int)] = [
+            (.resnet18, 11_689_512), (.resnet34, 21_797_672), (.resnet50, 25_557_032), (.resnet101, 44_549_160),
+        ]
         for (architecture, count) in expected {
             let model = try architecture.makeModel(
                 classes: 1000, inputShape: TensorShape(3, 224, 224), backend: backend, seed: 1)

@@ -73,6 +73,11 @@ final class CommandLineTests: XCTestCase {
             (["bench", "--batch-size", "4096"], "--batch-size"),
             (["fly"], "fly"),
             (["compare", "--steps", "x"], "--steps"),
+            (["train", "--model", "mlp", "--data", "regression", "--input", "32x32x3"], "--input"),
+            (["train", "--model", "mlp", "--data", "regression", "--classes", "3"], "--classes"),
+            (["train", "--model", "mlp", "--data", "regression", "--augment"], "--augment"),
+            (["train", "--input", "32x32x3", "--augment-padding", "32"], "--augment-padding"),
+            (["train", "--normalize", "yes"], "--normalize"),
         ]
         for (arguments, named) in cases {
             let result = try run(arguments)
@@ -88,7 +93,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(result.status, 0)
         for flag in [
             "--model", "--input", "--samples", "--validation-samples", "--classes", "--epochs", "--batch-size",
-            "--learning-rate", "--seed", "--threads", "--backend",
+            "--learning-rate", "--seed", "--threads", "--backend", "--augment", "--augment-padding", "--normalize",
         ] {
             XCTAssertTrue(result.output.contains(flag), "\(flag) missing from help")
         }
@@ -121,5 +126,70 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.output.contains("1x64x74x74"), "max pool 3 of 224 gives 74: \(result.output)")
         XCTAssertEqual(result.output.split(separator: "\n").filter { $0.hasPrefix("residual_block") }.count, 12, "conv, ReLU, conv, add per block")
         XCTAssertTrue(result.output.contains("forward: 3.367 GFLOP per image"), result.output)
+    }
+
+    func testRegressionJobReportsR2() throws {
+        let result = try run([
+            "train", "--model", "mlp", "--data", "regression", "--epochs", "3", "--threads", "1",
+        ])
+        XCTAssertEqual(result.status, 0, result.errors)
+        let lines = result.output.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains("loss: mse"), result.output)
+        XCTAssertTrue(lines.contains("input: 2 features"), result.output)
+        XCTAssertTrue(lines.contains("normalization: off"), "generated data keeps its values: \(result.output)")
+
+        let epochs = lines.filter { $0.hasPrefix("epoch ") }
+        XCTAssertEqual(epochs.count, 3, result.output)
+        for line in epochs {
+            for key in ["loss=", " r2=", "val_loss=", "val_r2="] {
+                XCTAssertTrue(line.contains(key), "\(key) missing in: \(line)")
+            }
+            XCTAssertFalse(line.contains("accuracy="), "regression has no accuracy: \(line)")
+        }
+        // y = x1 + x2 has variance 2/3 and the noise 0.01, so a model at the noise floor has
+        // R² = 1 - 0.01 / (2/3 + 0.01), about 0.985; after 3 epochs of 32 steps it is close.
+        let r2 = try XCTUnwrap(epochs.last?.split(separator: " ").first { $0.hasPrefix("val_r2=") }?.dropFirst(7))
+        let value = try XCTUnwrap(Double(r2))
+        XCTAssertGreaterThan(value, 0.95, "\(epochs.last ?? "")")
+        XCTAssertLessThan(value, 0.99, "R² above the noise floor's would mean a wrong SST: \(epochs.last ?? "")")
+    }
+
+    func testIncompatibleModelAndDataNameBoth() throws {
+        for (arguments, model, data) in [
+            (["train", "--model", "resnet20", "--data", "regression"], "--model resnet20", "--data regression"),
+            (["train", "--model", "mlp", "--data", "gratings"], "--model mlp", "--data gratings"),
+            (["train", "--model", "mlp"], "--model mlp", "--data synthetic"),
+        ] {
+            let result = try run(arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments): \(result.errors)")
+            XCTAssertTrue(result.errors.contains(model), "\(arguments) should name \(model): \(result.errors)")
+            XCTAssertTrue(result.errors.contains(data), "\(arguments) should name \(data): \(result.errors)")
+            XCTAssertEqual(result.errors.split(separator: "\n").count, 1, "one line: \(result.errors)")
+        }
+    }
+
+    func testAugmentedNormalizedJobPrintsItsSettings() throws {
+        let result = try run([
+            "train", "--model", "resnet20", "--data", "gratings", "--input", "16x16x3", "--samples", "24",
+            "--validation-samples", "8", "--epochs", "1", "--batch-size", "8", "--threads", "1", "--augment",
+            "--normalize", "on",
+        ])
+        XCTAssertEqual(result.status, 0, result.errors)
+        let lines = result.output.split(separator: "\n").map(String.init)
+        // 16 / 8 = 2 pixels of padding.
+        XCTAssertTrue(
+            lines.contains { $0.hasPrefix("augmentation: random crop from zero padding of 2 pixels, random horizontal flip") },
+            result.output)
+        // Gratings are 0.5 + 0.4 sin(...) + noise in every channel: means near 0.5.
+        let normalization = try XCTUnwrap(lines.first { $0.hasPrefix("normalization: mean ") }, result.output)
+        XCTAssertTrue(normalization.contains("mean 0.49") || normalization.contains("mean 0.50"), normalization)
+        XCTAssertEqual(lines.filter { $0.hasPrefix("epoch 1/1 ") }.count, 1, result.output)
+    }
+
+    func testSummaryOfResNet50MatchesTorchvision() throws {
+        let result = try run(["summary", "--model", "resnet50", "--classes", "1000"])
+        XCTAssertEqual(result.status, 0, result.errors)
+        XCTAssertTrue(result.output.contains("trainable parameters: 25,557,032"), result.output)
+        XCTAssertTrue(result.output.contains("bottleneck_block_15.add"), "16 bottleneck blocks: \(result.output)")
     }
 }
