@@ -34,6 +34,8 @@ let trainCommand = Command(
         threadsOption,
         backendOption,
         winogradOption,
+        saveOption,
+        overwriteOption,
     ])
 
 struct TrainSettings {
@@ -50,6 +52,8 @@ struct TrainSettings {
     var threads: Int?
     var backend: BackendChoice
     var winograd: Bool
+    var save: URL?
+    var overwrite: Bool
 
     init(_ arguments: ParsedArguments) throws(UsageError) {
         architecture = try arguments.choice("model", as: Architecture.self)
@@ -68,6 +72,8 @@ struct TrainSettings {
         threads = try parseThreads(arguments)
         backend = try arguments.choice("backend", as: BackendChoice.self)
         winograd = arguments.flag("winograd")
+        save = try checkSaveTarget(arguments)
+        overwrite = arguments.flag("overwrite")
 
         // The data sets are held in memory as float32; reject sizes that cannot fit before
         // generating anything.
@@ -126,7 +132,7 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         ("batch_norm", BatchNormConvention.description),
         ("seed", "\(settings.seed)"),
         ("backend", backend.summary),
-    ])
+    ] + (settings.save.map { [("save", $0.path)] } ?? []))
 
     let train: InMemoryDataset
     let validation: InMemoryDataset?
@@ -146,6 +152,11 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
     let history = try trainer.fit(
         train, validation: validation, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
         observer: EpochPrinter())
+
+    if let url = settings.save {
+        let record = trainingRecord(settings, validationSeed: settings.seed &+ 1, backend: backend, last: history.last)
+        try saveTrainedModel(model, to: url, overwrite: settings.overwrite, record: record)
+    }
 
     let elapsed = Date().timeIntervalSince(started)
     let trainingSeconds = history.reduce(0) { $0 + $1.trainingSeconds }
