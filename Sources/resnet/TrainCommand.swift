@@ -47,6 +47,8 @@ let trainCommand = Command(
         threadsOption,
         backendOption,
         winogradOption,
+        saveOption,
+        overwriteOption,
     ])
 
 struct TrainSettings {
@@ -65,6 +67,8 @@ struct TrainSettings {
     var threads: Int?
     var backend: BackendChoice
     var winograd: Bool
+    var save: URL?
+    var overwrite: Bool
 
     init(_ arguments: ParsedArguments) throws(UsageError) {
         model = try arguments.choice("model", as: ModelChoice.self)
@@ -90,6 +94,8 @@ struct TrainSettings {
         threads = try parseThreads(arguments)
         backend = try arguments.choice("backend", as: BackendChoice.self)
         winograd = arguments.flag("winograd")
+        save = try checkSaveTarget(arguments)
+        overwrite = arguments.flag("overwrite")
 
         // The data sets are held in memory as float32; reject sizes that cannot fit before
         // generating anything.
@@ -164,7 +170,7 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         ("batch_norm", BatchNormConvention.description),
         ("seed", "\(settings.seed)"),
         ("backend", backend.summary),
-    ])
+    ] + (settings.save.map { [("save", $0.path)] } ?? []))
 
     let train: InMemoryDataset
     let validation: InMemoryDataset?
@@ -192,6 +198,11 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
     let history = try trainer.fit(
         trainInputs, validation: validationInputs, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
         observer: EpochPrinter())
+
+    if let url = settings.save {
+        let record = trainingRecord(settings, validationSeed: settings.seed &+ 1, backend: backend, last: history.last)
+        try saveTrainedModel(model, to: url, overwrite: settings.overwrite, record: record)
+    }
 
     let elapsed = Date().timeIntervalSince(started)
     let trainingSeconds = history.reduce(0) { $0 + $1.trainingSeconds }

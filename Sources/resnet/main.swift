@@ -4,7 +4,7 @@ import ResNetKit
 let program = Program(
     name: "resnet",
     description: "Defines, trains and compares residual networks on the CPU, with oneDNN or pure-Swift kernels.",
-    commands: [trainCommand, compareCommand, benchCommand, summaryCommand])
+    commands: [trainCommand, evaluateCommand, compareCommand, benchCommand, summaryCommand])
 
 // Line-buffered output, so that a pipe or a log file receives each epoch's line as it ends.
 setvbuf(stdout, nil, _IOLBF, 0)
@@ -17,6 +17,7 @@ do {
         let status: Int32
         switch command.name {
         case "train": status = try runTrain(arguments)
+        case "evaluate": status = try runEvaluate(arguments)
         case "compare": status = try runCompare(arguments)
         case "bench": status = try runBench(arguments)
         case "summary": status = try runSummary(arguments)

@@ -1,0 +1,223 @@
+import Foundation
+import ResNetKit
+
+let evaluateCommand = Command(
+    name: "evaluate",
+    summary: "run a saved checkpoint on labelled data and report loss, accuracy and a confusion matrix",
+    description: """
+        Rebuilds the model that a checkpoint written by 'resnet train --save' describes, runs it in \
+        inference mode and prints the mean loss, the accuracy, the accuracy of each class and the \
+        confusion matrix (rows: true class, columns: predicted class). Without --data, --samples \
+        and --seed the data is the training run's validation set, made again from the settings the \
+        checkpoint records; with the recorded batch size and the same backend, loss and accuracy \
+        then equal the last epoch's val_loss and val_accuracy. A damaged or mismatched checkpoint \
+        is rejected with exit status 2.
+        """,
+    options: [
+        Option("checkpoint", placeholder: "FILE", help: "safetensors checkpoint written by resnet train --save"),
+        Option("data", choices: DataChoice.allCases.map(\.rawValue),
+               help: "data to evaluate on, as in train (default: the kind the checkpoint was trained on)"),
+        Option("samples", placeholder: "N",
+               help: "samples to evaluate (default: the run's validation sample count, or 250 if it had none)"),
+        Option("seed", placeholder: "N", help: "seed the data is made from (default: the run's validation seed)"),
+        Option("batch-size", placeholder: "N", help: "samples per forward pass (default: the run's batch size)"),
+        threadsOption,
+        backendOption,
+        winogradOption,
+        Option(flag: "json", help: "print one JSON object with every result instead of text, for scripts"),
+    ])
+
+/// Confusion matrices of more classes than this are too wide for a terminal; `--json` has them.
+private let maximumPrintedClasses = 30
+
+/// The data settings of `evaluate`, from the command line or else from the checkpoint's training record.
+struct EvaluationData {
+    var choice: DataChoice
+    var samples: Int
+    var seed: UInt64
+}
+
+func runEvaluate(_ arguments: ParsedArguments) throws -> Int32 {
+    let checkpointText = try arguments.string("checkpoint")
+    let checkpoint: Checkpoint
+    do {
+        checkpoint = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpointText))
+    } catch let error as SafeTensorsError {
+        throw UsageError("--checkpoint \(error)")
+    } catch let error as CheckpointError {
+        throw UsageError("--checkpoint \(error)")
+    }
+
+    let data = try evaluationData(arguments, record: checkpoint.entries)
+    let recordedBatch = checkpoint.entries[TrainingRecord.batchSize].flatMap { Int($0) }
+    let batchSize = arguments.contains("batch-size") ? try arguments.integer("batch-size", in: 1...65_536) : recordedBatch ?? 32
+    let threads = try parseThreads(arguments)
+    let backendChoice = try arguments.choice("backend", as: BackendChoice.self)
+    let backend = try makeBackend(backendChoice, threads: threads, winograd: arguments.flag("winograd"))
+
+    let model: Model
+    do {
+        model = try checkpoint.makeModel(backend: backend)
+    } catch let error as CheckpointError {
+        throw UsageError("--checkpoint \(error)")
+    }
+    let dataset = try makeEvaluationData(data, sampleShape: checkpoint.inputShape, classes: checkpoint.classCount)
+    let report = try model.evaluateClassifier(dataset, batchSize: batchSize)
+
+    let input = imageShape(of: checkpoint.inputShape)
+    if arguments.flag("json") {
+        try printJSON(report, checkpoint: checkpoint, input: input, data: data, batchSize: batchSize, backend: backend)
+        return 0
+    }
+
+    var configuration = [
+        ("checkpoint", checkpoint.path),
+        ("model", "\(model.name), input \(input), \(checkpoint.classCount) classes, \(groupedThousands(model.parameterCount)) parameters"),
+    ]
+    if let trained = trainingSummary(checkpoint.entries) {
+        configuration.append(("trained", trained))
+    }
+    configuration += [
+        ("data", "\(data.choice.rawValue), \(data.samples) samples, seed \(data.seed)"),
+        ("batch_size", "\(batchSize)"),
+        ("backend", backend.summary),
+    ]
+    printConfiguration(configuration)
+    print("loss=\(formatMetric(report.loss)) accuracy=\(formatMetric(report.accuracy)) samples=\(report.sampleCount)")
+    print("")
+    print(perClassTable(report).joined(separator: "\n"))
+    print("")
+    print(confusionTable(report).joined(separator: "\n"))
+    return 0
+}
+
+/// Reads `--data`, `--samples` and `--seed`, taking each missing one from the training record.
+private func evaluationData(_ arguments: ParsedArguments, record: [String: String]) throws(UsageError) -> EvaluationData {
+    let choice: DataChoice
+    if arguments.contains("data") {
+        choice = try arguments.choice("data", as: DataChoice.self)
+    } else if let recorded = record[TrainingRecord.data] {
+        guard let known = DataChoice(rawValue: recorded) else {
+            throw UsageError(
+                "the checkpoint was trained on data '\(recorded)', which evaluate cannot make again; pass --data "
+                    + DataChoice.allCases.map(\.rawValue).joined(separator: "|"))
+        }
+        choice = known
+    } else {
+        throw UsageError("the checkpoint records no training data; pass --data " + DataChoice.allCases.map(\.rawValue).joined(separator: "|"))
+    }
+
+    let recordedSamples = record[TrainingRecord.validationSamples].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
+    let samples = arguments.contains("samples") ? try arguments.integer("samples", in: 1...10_000_000) : recordedSamples ?? 250
+    let recordedSeed = record[TrainingRecord.validationSeed].flatMap { UInt64($0) }
+    let seed = arguments.contains("seed") ? UInt64(try arguments.integer("seed", in: 0...Int.max)) : recordedSeed ?? 1
+    return EvaluationData(choice: choice, samples: samples, seed: seed)
+}
+
+/// Makes the labelled samples that `evaluate` runs on.
+func makeEvaluationData(_ data: EvaluationData, sampleShape: TensorShape, classes: Int) throws -> InMemoryDataset {
+    let bytes = Double(data.samples) * Double(sampleShape.elementCount) * 4
+    let available = Double(ProcessInfo.processInfo.physicalMemory)
+    guard bytes < available / 2 else {
+        throw UsageError(
+            "--samples \(data.samples) of \(imageShape(of: sampleShape)) need \(String(format: "%.1f", bytes / 1e9)) GB "
+                + "as float32, more than half of this machine's memory; use fewer --samples")
+    }
+    switch data.choice {
+    case .synthetic:
+        return try SyntheticData.uniform(samples: data.samples, sampleShape: sampleShape, classes: classes, seed: data.seed)
+    case .gratings:
+        return try SyntheticData.gratings(samples: data.samples, sampleShape: sampleShape, classes: classes, seed: data.seed)
+    }
+}
+
+/// Turns a canonical CxHxW sample shape into the command line's HxWxC.
+private func imageShape(of shape: TensorShape) -> ImageShape {
+    ImageShape(height: shape[1], width: shape[2], channels: shape[0])
+}
+
+/// Describes the training run the checkpoint records, such as
+/// `gratings, 5 epochs, val_loss=0.3120 val_accuracy=0.9040`; nil when it records none.
+private func trainingSummary(_ record: [String: String]) -> String? {
+    guard let data = record[TrainingRecord.data], let epochs = record[TrainingRecord.epochs] else { return nil }
+    var parts = ["\(data), \(epochs) \(epochs == "1" ? "epoch" : "epochs")"]
+    let metrics = [("val_loss", TrainingRecord.validationLoss), ("val_accuracy", TrainingRecord.validationAccuracy)]
+        .compactMap { label, key in record[key].flatMap(Double.init).map { "\(label)=\(formatMetric($0))" } }
+    if !metrics.isEmpty {
+        parts.append(metrics.joined(separator: " "))
+    }
+    return parts.joined(separator: ", ")
+}
+
+// MARK: - Tables
+
+/// Formats one row per class: its samples, how many were predicted correctly, and the share.
+private func perClassTable(_ report: ClassificationReport) -> [String] {
+    let header = ["class", "samples", "correct", "accuracy"]
+    let rows = report.confusion.indices.map { label in
+        [
+            String(label), String(report.classSampleCounts[label]), String(report.confusion[label][label]),
+            report.classAccuracies[label].map(formatMetric) ?? "-",
+        ]
+    }
+    return ["per-class accuracy:"] + alignRight([header] + rows)
+}
+
+/// Formats the confusion matrix with a header row of predicted classes and a first column of
+/// true classes, or a note when there are too many classes to print.
+private func confusionTable(_ report: ClassificationReport) -> [String] {
+    let classes = report.confusion.count
+    guard classes <= maximumPrintedClasses else {
+        return ["confusion matrix: \(classes) classes are too many to print; use --json for the matrix"]
+    }
+    let header = ["true\\predicted"] + (0..<classes).map(String.init)
+    let rows = report.confusion.enumerated().map { label, counts in [String(label)] + counts.map(String.init) }
+    return ["confusion matrix (rows: true class, columns: predicted class):"] + alignRight([header] + rows)
+}
+
+/// Right-aligns every column to its widest cell, two spaces apart.
+private func alignRight(_ rows: [[String]]) -> [String] {
+    let columns = rows.map(\.count).max() ?? 0
+    let widths = (0..<columns).map { column in rows.map { column < $0.count ? $0[column].count : 0 }.max() ?? 0 }
+    return rows.map { cells in
+        cells.enumerated().map { column, cell in
+            String(repeating: " ", count: widths[column] - cell.count) + cell
+        }.joined(separator: "  ")
+    }
+}
+
+// MARK: - JSON
+
+private func printJSON(
+    _ report: ClassificationReport, checkpoint: Checkpoint, input: ImageShape, data: EvaluationData, batchSize: Int,
+    backend: Backend
+) throws {
+    let classes: [[String: Any]] = report.confusion.indices.map { label in
+        [
+            "class": label,
+            "samples": report.classSampleCounts[label],
+            "correct": report.confusion[label][label],
+            "accuracy": report.classAccuracies[label].map(jsonNumber) ?? NSNull(),
+        ]
+    }
+    let object: [String: Any] = [
+        "checkpoint": checkpoint.path,
+        "architecture": checkpoint.architecture,
+        "input": input.description,
+        "data": ["kind": data.choice.rawValue, "samples": data.samples, "seed": Int(data.seed)] as [String: Any],
+        "batch_size": batchSize,
+        "backend": backend.name,
+        "samples": report.sampleCount,
+        "loss": jsonNumber(report.loss),
+        "accuracy": jsonNumber(report.accuracy),
+        "classes": classes,
+        "confusion_matrix": report.confusion,
+    ]
+    let encoded = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    print(String(decoding: encoded, as: UTF8.self))
+}
+
+/// Returns the number, or null for NaN and infinity, which JSON cannot represent.
+private func jsonNumber(_ value: Double) -> Any {
+    value.isFinite ? value : NSNull()
+}
