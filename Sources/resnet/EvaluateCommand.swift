@@ -128,6 +128,10 @@ func makeEvaluationData(_ data: EvaluationData, sampleShape: TensorShape, classe
         return try SyntheticData.uniform(samples: data.samples, sampleShape: sampleShape, classes: classes, seed: data.seed)
     case .gratings:
         return try SyntheticData.gratings(samples: data.samples, sampleShape: sampleShape, classes: classes, seed: data.seed)
+    case .regression:
+        throw UsageError(
+            "--data regression has real-valued targets, but evaluate reports classification metrics of an image model; "
+                + "use --data synthetic or gratings")
     }
 }
 
