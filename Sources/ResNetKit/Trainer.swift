@@ -13,6 +13,8 @@ public struct EpochMetrics: Sendable {
     /// Wall time of the whole epoch, validation included.
     public var seconds: Double
     public var samples: Int
+    /// The learning rate of the epoch's last step.
+    public var learningRate: Double = .nan
 
     /// Training throughput: samples over the time of the training steps.
     public var imagesPerSecond: Double { Double(samples) / max(trainingSeconds, 1e-9) }
@@ -45,6 +47,8 @@ public final class Trainer {
     public let model: Model
     public let loss: Loss
     public let optimizer: Optimizer
+    /// Sets `optimizer.learningRate` before each step of `fit` when not nil.
+    public var schedule: LearningRateSchedule?
     private var batchBuffer: [Float] = []
     private var preparedBatch = 0
 
@@ -130,6 +134,9 @@ public final class Trainer {
             throw BackendError("fit", "needs a positive batch size, epoch count and sample count")
         }
         let steps = (train.count + batchSize - 1) / batchSize
+        if let schedule, schedule.stepsPerEpoch != steps {
+            throw BackendError("fit", "the schedule has \(schedule.stepsPerEpoch) steps per epoch, but the data gives \(steps)")
+        }
         var history: [EpochMetrics] = []
 
         for epoch in 1...epochs {
@@ -145,6 +152,9 @@ public final class Trainer {
             for step in 0..<steps {
                 let batch = order[step * batchSize..<min((step + 1) * batchSize, order.count)]
                 let x = try makeBatch(train, batch)
+                if let schedule {
+                    optimizer.learningRate = schedule.rate(atStep: (epoch - 1) * steps + step)
+                }
                 let output = try trainStep(x, targets: train.targets(batch))
                 guard output.loss.isFinite else {
                     throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, loss: output.loss)
@@ -160,7 +170,7 @@ public final class Trainer {
             var metrics = EpochMetrics(
                 epoch: epoch, loss: total / Double(seen),
                 accuracy: train.classCount == nil ? nil : Double(correct) / Double(seen),
-                trainingSeconds: trainingSeconds, seconds: 0, samples: seen)
+                trainingSeconds: trainingSeconds, seconds: 0, samples: seen, learningRate: optimizer.learningRate)
             if let validation {
                 let result = try evaluate(validation, batchSize: batchSize)
                 metrics.validationLoss = result.loss
