@@ -12,7 +12,7 @@ let trainCommand = Command(
     name: "train",
     summary: "train a model on synthetic data and report loss and accuracy per epoch",
     description: """
-        Trains a residual network with Adam and sparse categorical cross-entropy. The defaults run \
+        Trains a residual network with sparse categorical cross-entropy, by default with Adam. The defaults run \
         the Keras tutorial's job: the tutorial's model on 1000 random 224x224x3 images with random \
         labels from 10 classes, 10 epochs of batch 32, validated on 250 more. Random labels cannot \
         be learned, so a validation accuracy near 1/classes and a loss near ln(classes) are the \
@@ -29,12 +29,11 @@ let trainCommand = Command(
         Option("classes", placeholder: "N", help: "number of classes", default: "10"),
         Option("epochs", placeholder: "N", help: "passes over the training samples", default: "10"),
         Option("batch-size", placeholder: "N", help: "samples per optimizer step", default: "32"),
-        Option("learning-rate", placeholder: "RATE", help: "Adam's step size", default: "0.001"),
         Option("seed", placeholder: "N", help: "seed for weights, data and shuffling", default: "1"),
         threadsOption,
         backendOption,
         winogradOption,
-    ])
+    ] + optimizerOptions + outputOptions)
 
 struct TrainSettings {
     var architecture: Architecture
@@ -45,7 +44,8 @@ struct TrainSettings {
     var classes: Int
     var epochs: Int
     var batchSize: Int
-    var learningRate: Double
+    var optimization: OptimizationSettings
+    var outputs: OutputSettings
     var seed: UInt64
     var threads: Int?
     var backend: BackendChoice
@@ -60,10 +60,9 @@ struct TrainSettings {
         classes = try arguments.integer("classes", in: 2...100_000)
         epochs = try arguments.integer("epochs", in: 1...1_000_000)
         batchSize = try arguments.integer("batch-size", in: 1...65_536)
-        learningRate = try arguments.double("learning-rate", in: .from(0, to: 10))
-        guard learningRate > 0 else {
-            throw UsageError("invalid value '\(learningRate)' for --learning-rate: expected a number greater than 0")
-        }
+        optimization = try OptimizationSettings(
+            arguments, epochs: epochs, stepsPerEpoch: (samples + batchSize - 1) / batchSize)
+        outputs = try OutputSettings(arguments)
         seed = UInt64(try arguments.integer("seed", in: 0...Int.max))
         threads = try parseThreads(arguments)
         backend = try arguments.choice("backend", as: BackendChoice.self)
@@ -113,6 +112,8 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
     let model = try buildModel(
         settings.architecture, classes: settings.classes, input: settings.input, backend: backend, seed: settings.seed)
     try checkMemory(model, batch: settings.batchSize)
+    let optimizer = settings.optimization.makeOptimizer()
+    let outputs = try TrainingOutputs(settings.outputs, optimizer: optimizer)
 
     printConfiguration([
         ("model", "\(model.name) (\(settings.architecture.summary))"),
@@ -122,11 +123,12 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         ("data", "\(settings.data.rawValue), \(settings.samples) training and \(settings.validationSamples) validation samples, \(settings.classes) classes"),
         ("epochs", "\(settings.epochs)"),
         ("batch_size", "\(settings.batchSize)"),
-        ("optimizer", "adam (learning rate \(settings.learningRate), beta1 0.9, beta2 0.999, epsilon 1e-07)"),
+        ("optimizer", settings.optimization.optimizerDescription),
+        ("schedule", settings.optimization.schedule.description),
         ("batch_norm", BatchNormConvention.description),
         ("seed", "\(settings.seed)"),
         ("backend", backend.summary),
-    ])
+    ] + settings.outputs.configurationRows)
 
     let train: InMemoryDataset
     let validation: InMemoryDataset?
@@ -141,11 +143,12 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
             samples: settings.validationSamples, sampleShape: shape, classes: settings.classes, seed: settings.seed &+ 1)
     }
 
-    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: Adam(learningRate: settings.learningRate))
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: optimizer)
+    trainer.schedule = settings.optimization.schedule
     let started = Date()
     let history = try trainer.fit(
         train, validation: validation, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
-        observer: EpochPrinter())
+        observer: ObserverList([EpochPrinter()] + outputs.observers))
 
     let elapsed = Date().timeIntervalSince(started)
     let trainingSeconds = history.reduce(0) { $0 + $1.trainingSeconds }
@@ -154,5 +157,8 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         format: "done: %d %@ in %.1fs, training %.1f img/s, peak resident memory %.0f MB", history.count,
         history.count == 1 ? "epoch" : "epochs", elapsed,
         Double(images) / trainingSeconds, Double(peakResidentBytes()) / 1e6))
+    if let failure = outputs.failure {
+        exitWithError(failure, code: ExitCode.failure)
+    }
     return 0
 }
