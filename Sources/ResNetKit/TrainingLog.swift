@@ -49,12 +49,12 @@ public final class ObserverList: TrainingObserver {
 public final class TrainingLog: TrainingObserver {
     public let path: String
     public let stepInterval: Int?
-    /// The first error writing the file; later lines are dropped once it is set.
+    /// The first error writing the file, after which later lines are dropped.
     public private(set) var writeError: Error?
     /// Called once, with the first write error, while training goes on.
     public var onWriteError: ((Error) -> Void)?
 
-    private let handle: FileHandle
+    private let descriptor: Int32
     private weak var optimizer: Optimizer?
     private var epoch = 0
     private var stepsPerEpoch = 0
@@ -71,7 +71,11 @@ public final class TrainingLog: TrainingObserver {
         self.path = path
         self.stepInterval = stepInterval
         self.optimizer = optimizer
-        self.handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        self.descriptor = descriptor
+    }
+
+    deinit {
+        close(descriptor)
     }
 
     public func epochWillBegin(epoch: Int, epochs: Int, steps: Int) {
@@ -139,11 +143,10 @@ public final class TrainingLog: TrainingObserver {
     private func write(_ fields: [(String, Value)]) {
         guard writeError == nil else { return }
         do {
-            try handle.write(contentsOf: Data(Self.line(fields).utf8))
+            try OutputFile.writeAll(Array(Self.line(fields).utf8), to: descriptor, path: path)
         } catch {
-            let failure = OutputFileError(path: path, reason: "\(error)")
-            writeError = failure
-            onWriteError?(failure)
+            writeError = error
+            onWriteError?(error)
         }
     }
 }
@@ -163,13 +166,15 @@ public struct OutputFileError: Error, CustomStringConvertible, Sendable {
 
 /// File operations for training outputs that must never be seen half written.
 enum OutputFile {
-    /// Throws unless a file can be created in `path`'s directory and `path` is not a directory.
+    /// Throws unless a file can be created in `path`'s directory and `path`, after following
+    /// symbolic links, is a regular file or does not exist yet.
+    ///
+    /// Replacing a directory, a device such as `/dev/null` or a FIFO by renaming over it would
+    /// remove it, so those are rejected.
     static func checkWritable(_ path: String) throws {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw OutputFileError(path: path, reason: "it is a directory")
-        }
-        let temporary = temporaryPath(for: path)
+        let target = resolved(path)
+        try checkReplaceable(target, path: path)
+        let temporary = temporaryPath(for: target)
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw OutputFileError(path: path, reason: String(cString: strerror(errno)))
@@ -181,27 +186,60 @@ enum OutputFile {
     /// Writes `data` to a temporary file beside `path`, then renames it to `path`, so that
     /// readers see either the old file or the whole new one.
     static func writeAtomically(_ data: Data, to path: String) throws {
-        let temporary = temporaryPath(for: path)
+        let target = resolved(path)
+        try checkReplaceable(target, path: path)
+        let temporary = temporaryPath(for: target)
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw OutputFileError(path: path, reason: String(cString: strerror(errno)))
         }
-        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         do {
-            try handle.write(contentsOf: data)
-            try handle.close()
+            try writeAll(Array(data), to: descriptor, path: path)
         } catch {
+            close(descriptor)
             unlink(temporary)
-            throw OutputFileError(path: path, reason: "\(error)")
+            throw error
         }
-        guard rename(temporary, path) == 0 else {
+        guard close(descriptor) == 0, rename(temporary, target) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporary)
             throw OutputFileError(path: path, reason: reason)
         }
     }
 
-    /// Returns a hidden name in `path`'s directory that holds the process id, such as
+    /// Writes all of `bytes` to the open file `descriptor`, retrying short and interrupted
+    /// writes, and throws with the system's reason, such as "No space left on device".
+    static func writeAll(_ bytes: [UInt8], to descriptor: Int32, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { buffer in
+                write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw OutputFileError(path: path, reason: String(cString: strerror(errno)))
+            }
+            offset += written
+        }
+    }
+
+    /// Throws when `target` exists and is not a regular file, naming the `path` as given.
+    private static func checkReplaceable(_ target: String, path: String) throws {
+        var status = stat()
+        guard stat(target, &status) == 0 else { return }
+        let type = status.st_mode & S_IFMT
+        if type != S_IFREG {
+            throw OutputFileError(path: path, reason: type == S_IFDIR ? "it is a directory" : "it is not a regular file")
+        }
+    }
+
+    /// Returns `path` with symbolic links followed, so that a link to the output keeps pointing at
+    /// the new file.
+    static func resolved(_ path: String) -> String {
+        URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    }
+
+    /// Returns a hidden name in `path`'s directory that contains the process id, such as
     /// `runs/.plot.svg.tmp-4242`.
     static func temporaryPath(for path: String) -> String {
         let url = URL(fileURLWithPath: path)

@@ -69,10 +69,12 @@ struct PlotAxis {
         return make(lower: (lower / step).rounded(.down) * step, upper: (upper / step).rounded(.up) * step, step: step)
     }
 
-    /// Returns an axis from 0 to `upper` with ticks at whole numbers.
+    /// Returns an axis from 0 to exactly `upper`, with about six ticks at whole numbers.
     static func integers(upTo upper: Int) -> PlotAxis {
-        let step = max(roundStep(for: Double(upper) / 5), 1)
-        return make(lower: 0, upper: (Double(upper) / step).rounded(.up) * step, step: step)
+        let step = max(roundStep(for: Double(upper) / 6), 1)
+        var axis = make(lower: 0, upper: (Double(upper) / step).rounded(.down) * step, step: step)
+        axis.upper = Double(upper)
+        return axis
     }
 
     private static func roundStep(for rawStep: Double) -> Double {
@@ -109,13 +111,15 @@ struct PlotPanel {
     var plotWidth: Double { TrainingPlot.width / 2 - 95 }
     var plotHeight: Double { 270 }
     var plotBottom: Double { plotTop + plotHeight }
+    /// The gap between the frame and the ends of the axes, so that no point sits on the frame.
+    var inset: Double { 10 }
 
     func x(_ value: Double) -> Double {
-        plotLeft + (value - xAxis.lower) / (xAxis.upper - xAxis.lower) * plotWidth
+        plotLeft + inset + (value - xAxis.lower) / (xAxis.upper - xAxis.lower) * (plotWidth - 2 * inset)
     }
 
     func y(_ value: Double) -> Double {
-        plotBottom - (value - yAxis.lower) / (yAxis.upper - yAxis.lower) * plotHeight
+        plotBottom - inset - (value - yAxis.lower) / (yAxis.upper - yAxis.lower) * (plotHeight - 2 * inset)
     }
 
     /// Returns the panel's SVG elements with the two series, each given as (epoch, value) pairs.
@@ -198,7 +202,7 @@ struct PlotPanel {
 public final class TrainingPlotWriter: TrainingObserver {
     public let path: String
     public private(set) var history: [EpochMetrics] = []
-    /// The error of the last write, or nil once a write succeeds; each epoch tries again.
+    /// The error of the last write, or nil once a write succeeds. Each epoch tries again.
     public private(set) var writeError: Error?
     /// Called with the first error after a successful write or none, while training goes on.
     public var onWriteError: ((Error) -> Void)?

@@ -39,14 +39,14 @@ let optimizerOptions = [
         default: "constant"),
     Option(
         "warmup-epochs", placeholder: "E",
-        help: "epochs of linear warm-up from RATE/steps to RATE before the schedule; may be fractional",
+        help: "epochs of linear warm-up before the schedule, rising to RATE in equal steps; may be fractional",
         default: "0"),
     Option("step-size", placeholder: "N", help: "epochs between drops of --schedule step", default: "a third of the epochs"),
     Option("gamma", placeholder: "F", help: "factor of each drop of --schedule step, greater than 0 and less than 1", default: "0.1"),
     Option("min-learning-rate", placeholder: "RATE", help: "the rate --schedule cosine ends at", default: "0"),
 ]
 
-/// The optimizer and schedule that the command line asks for, validated.
+/// The optimizer and schedule that the command line requests, validated.
 struct OptimizationSettings {
     var optimizer: OptimizerChoice
     var learningRate: Double
@@ -82,8 +82,9 @@ struct OptimizationSettings {
         }
         if optimizer == .adamw, learningRate * weightDecay >= 1 {
             throw UsageError(
-                "--learning-rate \(learningRate) times --weight-decay \(weightDecay) is \(learningRate * weightDecay), "
-                    + "but adamw shrinks the weights by that fraction each step, so it must be less than 1; lower either")
+                "--learning-rate \(formatNumber(learningRate)) times --weight-decay \(formatNumber(weightDecay)) is "
+                    + "\(formatNumber(learningRate * weightDecay)), but adamw shrinks the weights by that fraction each step, "
+                    + "so it must be less than 1; lower either")
         }
         decayAll = arguments.flag("decay-all-parameters")
         if decayAll, weightDecay == 0 {
@@ -132,11 +133,19 @@ struct OptimizationSettings {
             } else {
                 stepSize = max(epochs / 3, 1)
             }
-            guard stepSize * stepsPerEpoch < totalSteps - warmupSteps else {
+            let stepsAfterWarmup = totalSteps - warmupSteps
+            // The largest step size whose first drop still falls inside the run.
+            let largest = (stepsAfterWarmup - 1) / stepsPerEpoch
+            guard largest >= 1 else {
                 throw UsageError(
-                    "invalid value '\(stepSize)' for --step-size: the rate would never drop, because the run has "
-                        + "\(totalSteps - warmupSteps) steps after warm-up and the first drop comes after "
-                        + "\(stepSize * stepsPerEpoch); give a --step-size less than \(epochs) epochs minus the warm-up")
+                    "--schedule step needs more than one epoch after warm-up to drop the rate, but the run has "
+                        + "\(stepsAfterWarmup) steps of \(stepsPerEpoch) per epoch; give more --epochs or fewer --warmup-epochs")
+            }
+            guard stepSize <= largest else {
+                throw UsageError(
+                    "invalid value '\(stepSize)' for --step-size: the rate would never drop, because the first drop "
+                        + "comes after \(stepSize * stepsPerEpoch) steps and the run has \(stepsAfterWarmup) steps "
+                        + "after warm-up; give a --step-size of at most \(largest)")
             }
             let gamma = try arguments.double("gamma", in: NumberBounds(lower: .exclusive(0), upper: .exclusive(1)))
             kind = .step(epochs: stepSize, gamma: gamma)
@@ -180,4 +189,9 @@ struct OptimizationSettings {
         }
         return "\(optimizer.rawValue) (\(details.joined(separator: ", ")))"
     }
+}
+
+/// Formats a number as the command line would take it, such as `10`, `0.5` or `1e-05`.
+private func formatNumber(_ value: Double) -> String {
+    String(format: "%g", value)
 }

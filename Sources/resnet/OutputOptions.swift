@@ -13,7 +13,7 @@ let outputOptions = [
         help: "draw loss and accuracy per epoch as an SVG image at FILE.svg, rewritten after each epoch"),
 ]
 
-/// The log and plot paths that the command line asks for.
+/// The log and plot paths that the command line requests.
 struct OutputSettings {
     var logPath: String?
     var logInterval: Int?
@@ -35,7 +35,7 @@ struct OutputSettings {
         }
     }
 
-    /// The outputs as configuration rows, none when neither is asked for.
+    /// The outputs as configuration rows, none when neither is requested.
     var configurationRows: [(String, String)] {
         var rows: [(String, String)] = []
         if let logPath {

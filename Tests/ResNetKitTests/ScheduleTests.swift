@@ -68,7 +68,7 @@ final class ScheduleTests: XCTestCase {
     }
 
     func testTrainerSetsScheduledRateEachStep() throws {
-        // 6 samples in batches of 2 give 3 steps per epoch; over 2 epochs the optimizer sees the
+        // 6 samples in batches of 2 give 3 steps per epoch; over 2 epochs the optimizer receives the
         // rates of steps 0 to 5, and the epoch metrics hold the rate of steps 2 and 5.
         let backend = ReferenceBackend<Float>(threads: 1)
         let model = try Model(

@@ -96,7 +96,7 @@ final class TrainingOutputTests: XCTestCase {
         }
     }
 
-    func testPlotHasPolylinePerSeriesAndPointPerEpoch() throws {
+    func testPlotSeriesHavePointPerEpoch() throws {
         let history = try train(epochs: 3, validation: true) { _ in [] }
         let document = try parseSVG(TrainingPlot.svg(history, epochs: 5))
 
@@ -138,6 +138,17 @@ final class TrainingOutputTests: XCTestCase {
         let document = try parseSVG(try String(contentsOfFile: path, encoding: .utf8))
         XCTAssertEqual(document.polylines.map(\.count), [2, 2, 2, 2])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["plot.svg"], "no temporary file left")
+    }
+
+    func testPlotWriterFollowsSymbolicLink() throws {
+        let target = directory.appendingPathComponent("target.svg").path
+        let link = directory.appendingPathComponent("link.svg").path
+        try Data("old".utf8).write(to: URL(fileURLWithPath: target))
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+
+        _ = try train(epochs: 1, validation: false) { _ in [try TrainingPlotWriter(path: link)] }
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link), target, "the link is kept")
+        XCTAssertEqual(try parseSVG(try String(contentsOfFile: target, encoding: .utf8)).polylines.count, 2)
     }
 
     func testPlotWriterRejectsDirectory() {

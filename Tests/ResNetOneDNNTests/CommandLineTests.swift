@@ -166,7 +166,7 @@ final class CommandLineTests: XCTestCase {
             "no temporary file left")
     }
 
-    func testBadOptimizerAndOutputValuesExitWithUsageError() throws {
+    func testBadOptimizerOptionsExitTwo() throws {
         let small = ["train", "--input", "16x16x3", "--samples", "8", "--validation-samples", "0", "--epochs", "2"]
         let cases: [([String], [String])] = [
             (["--learning-rate", "nan"], ["--learning-rate", "'nan'", "not a number", "greater than 0"]),
@@ -189,6 +189,7 @@ final class CommandLineTests: XCTestCase {
             (["--log-every", "5"], ["--log-every", "--log"]),
             (["--log", "/nonexistent-directory/run.jsonl"], ["--log", "/nonexistent-directory/run.jsonl", "No such file"]),
             (["--plot", FileManager.default.temporaryDirectory.path], ["--plot", "directory"]),
+            (["--plot", "/dev/null"], ["--plot", "/dev/null", "not a regular file"]),
         ]
         for (arguments, named) in cases {
             let result = try run(small + arguments)
@@ -200,6 +201,20 @@ final class CommandLineTests: XCTestCase {
             XCTAssertEqual(result.errors.split(separator: "\n").count, 1, "one line: \(result.errors)")
             XCTAssertTrue(result.output.isEmpty, "\(arguments) starts no training: \(result.output)")
         }
+    }
+
+    func testLogWriteFailureExitsOne() throws {
+        // Every write to /dev/full fails with "No space left on device".
+        let result = try run([
+            "train", "--data", "gratings", "--input", "16x16x3", "--samples", "16", "--validation-samples", "0",
+            "--epochs", "2", "--batch-size", "16", "--threads", "2", "--log", "/dev/full",
+        ])
+        XCTAssertEqual(result.status, 1, result.errors)
+        XCTAssertEqual(result.output.split(separator: "\n").filter { $0.hasPrefix("epoch ") }.count, 2, "training goes on")
+        let messages = result.errors.split(separator: "\n").map(String.init)
+        XCTAssertEqual(messages.count, 2, result.errors)
+        XCTAssertTrue(messages.first?.hasPrefix("warning: cannot write /dev/full: No space left on device") ?? false, result.errors)
+        XCTAssertTrue(messages.last?.hasPrefix("error: the log is incomplete") ?? false, result.errors)
     }
 
     func testHelpDescribesOptimizerAndOutputFlags() throws {
