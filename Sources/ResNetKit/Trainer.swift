@@ -47,7 +47,8 @@ public final class Trainer {
     public let model: Model
     public let loss: Loss
     public let optimizer: Optimizer
-    /// Sets `optimizer.learningRate` before each step of `fit` when not nil.
+    /// The schedule that sets `optimizer.learningRate` before each step of `fit`, or nil to
+    /// leave the rate as it is.
     public var schedule: LearningRateSchedule?
     private var batchBuffer: [Float] = []
     private var preparedBatch = 0
