@@ -16,6 +16,8 @@ public struct EpochMetrics: Sendable {
     /// Wall time of the whole epoch, validation included.
     public var seconds: Double
     public var samples: Int
+    /// The learning rate of the epoch's last step.
+    public var learningRate: Double = .nan
 
     /// Training throughput: samples over the time of the training steps.
     public var imagesPerSecond: Double { Double(samples) / max(trainingSeconds, 1e-9) }
@@ -64,6 +66,9 @@ public final class Trainer {
     /// during the step before. The dataset's methods are then called from that thread, one
     /// call at a time. The batches are the same either way.
     public var prefetchesBatches = true
+    /// The schedule that sets `optimizer.learningRate` before each step of `fit`, or nil to
+    /// leave the rate as it is.
+    public var schedule: LearningRateSchedule?
     private var batchBuffer: [Float] = []
     private var preparedBatch = 0
 
@@ -167,6 +172,9 @@ public final class Trainer {
         let steps = (train.count + batchSize - 1) / batchSize
         let outputs = model.outputShape.elementCount
         let loader = BatchLoader(sampleShape: train.sampleShape, batchSize: batchSize, prefetches: prefetchesBatches)
+        if let schedule, schedule.stepsPerEpoch != steps {
+            throw BackendError("fit", "the schedule has \(schedule.stepsPerEpoch) steps per epoch, but the data gives \(steps)")
+        }
         var history: [EpochMetrics] = []
 
         for epoch in 1...epochs {
@@ -185,6 +193,9 @@ public final class Trainer {
             for step in 0..<steps {
                 let batch = loader.next()
                 let x = try backend.makeTensor(copying: batch.inputs, shape: batch.shape)
+                if let schedule {
+                    optimizer.learningRate = schedule.rate(atStep: (epoch - 1) * steps + step)
+                }
                 let output = try trainStep(x, targets: batch.targets)
                 guard output.loss.isFinite else {
                     throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, loss: output.loss)
@@ -206,7 +217,7 @@ public final class Trainer {
             var metrics = EpochMetrics(
                 epoch: epoch, loss: total / Double(seen),
                 accuracy: train.classCount == nil ? nil : Double(correct) / Double(seen),
-                trainingSeconds: trainingSeconds, seconds: 0, samples: seen)
+                trainingSeconds: trainingSeconds, seconds: 0, samples: seen, learningRate: optimizer.learningRate)
             metrics.r2 = train.classCount == nil ? regression.r2 : nil
             if let validation {
                 let result = try evaluation(of: validation, batchSize: batchSize)

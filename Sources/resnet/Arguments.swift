@@ -318,7 +318,15 @@ struct ParsedArguments {
     func double(_ name: String, in bounds: NumberBounds = .any) throws(UsageError) -> Double {
         let option = declaredValueOption(name)
         let text = try value(of: option)
-        guard let number = Double(text), number.isFinite, bounds.contains(number) else {
+        guard let number = Double(text) else {
+            throw invalidValueError(text, option: option, expected: "a number \(bounds)")
+        }
+        guard number.isFinite else {
+            let problem = number.isNaN ? "not a number" : "infinite"
+            throw invalidValueError(
+                text, option: option, expected: "a finite number \(bounds), but '\(text)' is \(problem)")
+        }
+        guard bounds.contains(number) else {
             throw invalidValueError(text, option: option, expected: "a number \(bounds)")
         }
         return number

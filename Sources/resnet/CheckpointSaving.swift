@@ -82,8 +82,8 @@ func trainingRecord(_ settings: TrainSettings, validationSeed: UInt64, backend: 
         TrainingRecord.seed: String(settings.seed),
         TrainingRecord.epochs: String(settings.epochs),
         TrainingRecord.batchSize: String(settings.batchSize),
-        TrainingRecord.optimizer: "adam",
-        TrainingRecord.learningRate: String(settings.learningRate),
+        TrainingRecord.optimizer: settings.optimization.optimizerDescription,
+        TrainingRecord.learningRate: String(settings.optimization.learningRate),
         TrainingRecord.backend: backend.name,
     ]
     if let last {

@@ -14,9 +14,9 @@ let trainCommand = Command(
     name: "train",
     summary: "train a model on synthetic data and report loss and accuracy per epoch",
     description: """
-        Trains a residual network with Adam and sparse categorical cross-entropy, or with mean \
-        squared error on --data regression, where the epoch lines report R² (r2=) instead of \
-        accuracy. The defaults run \
+        Trains a residual network with sparse categorical cross-entropy, by default with Adam, or \
+        with mean squared error on --data regression, where the epoch lines report R² (r2=) \
+        instead of accuracy. The defaults run \
         the Keras tutorial's job: the tutorial's model on 1000 random 224x224x3 images with random \
         labels from 10 classes, 10 epochs of batch 32, validated on 250 more. Random labels cannot \
         be learned, so a validation accuracy near 1/classes and a loss near ln(classes) are the \
@@ -36,7 +36,6 @@ let trainCommand = Command(
         Option("classes", placeholder: "N", help: "number of classes", default: "10"),
         Option("epochs", placeholder: "N", help: "passes over the training samples", default: "10"),
         Option("batch-size", placeholder: "N", help: "samples per optimizer step", default: "32"),
-        Option("learning-rate", placeholder: "RATE", help: "Adam's step size", default: "0.001"),
         Option("seed", placeholder: "N", help: "seed for weights, data and shuffling", default: "1"),
         Option(flag: "augment",
                help: "randomly crop each training image from a copy padded with zeros, and flip it horizontally with probability 1/2; the padding is 1/8 of the smaller side, 4 for 32x32"),
@@ -49,7 +48,7 @@ let trainCommand = Command(
         winogradOption,
         saveOption,
         overwriteOption,
-    ])
+    ] + optimizerOptions + outputOptions)
 
 struct TrainSettings {
     var model: ModelChoice
@@ -60,7 +59,8 @@ struct TrainSettings {
     var classes: Int
     var epochs: Int
     var batchSize: Int
-    var learningRate: Double
+    var optimization: OptimizationSettings
+    var outputs: OutputSettings
     var seed: UInt64
     var augmentation: Augmentation?
     var normalizes: Bool
@@ -80,10 +80,9 @@ struct TrainSettings {
         classes = try arguments.integer("classes", in: 2...100_000)
         epochs = try arguments.integer("epochs", in: 1...1_000_000)
         batchSize = try arguments.integer("batch-size", in: 1...65_536)
-        learningRate = try arguments.double("learning-rate", in: .from(0, to: 10))
-        guard learningRate > 0 else {
-            throw UsageError("invalid value '\(learningRate)' for --learning-rate: expected a number greater than 0")
-        }
+        optimization = try OptimizationSettings(
+            arguments, epochs: epochs, stepsPerEpoch: (samples + batchSize - 1) / batchSize)
+        outputs = try OutputSettings(arguments)
         seed = UInt64(try arguments.integer("seed", in: 0...Int.max))
         augmentation = try parseAugmentation(arguments, input: input)
         switch try arguments.choice("normalize", as: NormalizeChoice.self) {
@@ -152,6 +151,8 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
             features: shape[0], outputs: isRegression ? 1 : settings.classes, backend: backend, seed: settings.seed)
     }
     try checkMemory(model, batch: settings.batchSize)
+    let optimizer = settings.optimization.makeOptimizer()
+    let outputs = try TrainingOutputs(settings.outputs, optimizer: optimizer)
 
     let dataLine = isRegression
         ? "\(settings.data.rawValue), y = x1 + x2 + noise of standard deviation 0.1, \(settings.samples) training and \(settings.validationSamples) validation samples"
@@ -166,11 +167,12 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         ("augmentation", describe(settings.augmentation, data: settings.data)),
         ("epochs", "\(settings.epochs)"),
         ("batch_size", "\(settings.batchSize)"),
-        ("optimizer", "adam (learning rate \(settings.learningRate), beta1 0.9, beta2 0.999, epsilon 1e-07)"),
+        ("optimizer", settings.optimization.optimizerDescription),
+        ("schedule", settings.optimization.schedule.description),
         ("batch_norm", BatchNormConvention.description),
         ("seed", "\(settings.seed)"),
         ("backend", backend.summary),
-    ] + (settings.save.map { [("save", $0.path)] } ?? []))
+    ] + (settings.save.map { [("save", $0.path)] } ?? []) + settings.outputs.configurationRows)
 
     let train: InMemoryDataset
     let validation: InMemoryDataset?
@@ -191,13 +193,13 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
     let (trainInputs, validationInputs) = try normalize(train, validation, enabled: settings.normalizes)
 
     let trainer = Trainer(
-        model: model, loss: isRegression ? .meanSquaredError : .crossEntropy,
-        optimizer: Adam(learningRate: settings.learningRate))
+        model: model, loss: isRegression ? .meanSquaredError : .crossEntropy, optimizer: optimizer)
     trainer.augmentation = settings.augmentation
+    trainer.schedule = settings.optimization.schedule
     let started = Date()
     let history = try trainer.fit(
         trainInputs, validation: validationInputs, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
-        observer: EpochPrinter())
+        observer: ObserverList([EpochPrinter()] + outputs.observers))
 
     if let url = settings.save {
         let record = trainingRecord(settings, validationSeed: settings.seed &+ 1, backend: backend, last: history.last)
@@ -211,6 +213,9 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         format: "done: %d %@ in %.1fs, training %.1f img/s, peak resident memory %.0f MB", history.count,
         history.count == 1 ? "epoch" : "epochs", elapsed,
         Double(images) / trainingSeconds, Double(peakResidentBytes()) / 1e6))
+    if let failure = outputs.failure {
+        exitWithError(failure, code: ExitCode.failure)
+    }
     return 0
 }
 

@@ -192,4 +192,111 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.output.contains("trainable parameters: 25,557,032"), result.output)
         XCTAssertTrue(result.output.contains("bottleneck_block_15.add"), "16 bottleneck blocks: \(result.output)")
     }
+
+    func testSGDOneCycleWritesLogAndPlot() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let log = directory.appendingPathComponent("run.jsonl").path
+        let plot = directory.appendingPathComponent("plot.svg").path
+
+        let result = try run([
+            "train", "--data", "gratings", "--input", "16x16x3", "--samples", "32", "--validation-samples", "16",
+            "--epochs", "2", "--batch-size", "16", "--threads", "2", "--optimizer", "sgd", "--schedule", "one-cycle",
+            "--log", log, "--log-every", "1", "--plot", plot,
+        ])
+        XCTAssertEqual(result.status, 0, result.errors)
+        let lines = result.output.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains("optimizer: sgd (learning rate 0.01, momentum 0.9)"), result.output)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("schedule: one-cycle over 4 steps") }, result.output)
+
+        // 2 steps per epoch: step lines at steps 1 to 4 and an epoch line after steps 2 and 4.
+        let records = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map { line in
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        }
+        XCTAssertEqual(records.map { $0["kind"] as? String }, ["step", "step", "epoch", "step", "step", "epoch"])
+        XCTAssertEqual(records.map { $0["step"] as? Int }, [1, 2, 2, 3, 4, 4])
+        // One-cycle over 4 steps from 0.01 / 25 = 4e-4 to 4e-4 / 1e4 = 4e-8.
+        let rates = records.compactMap { $0["learning_rate"] as? Double }
+        XCTAssertEqual(rates.first ?? 0, 4e-4, accuracy: 1e-12)
+        XCTAssertEqual(rates.last ?? 0, 4e-8, accuracy: 1e-15)
+        let epochs = records.filter { $0["kind"] as? String == "epoch" }
+        for record in epochs {
+            for key in ["loss", "accuracy", "val_loss", "val_accuracy", "time", "images_per_second"] {
+                XCTAssertNotNil(record[key] as? Double, "\(key) in \(record)")
+            }
+        }
+
+        let svg = try String(contentsOfFile: plot, encoding: .utf8)
+        XCTAssertTrue(svg.hasPrefix("<svg "), svg)
+        XCTAssertTrue(svg.hasSuffix("</svg>\n"), svg)
+        XCTAssertEqual(svg.components(separatedBy: "<polyline ").count - 1, 4, "two series in each of two panels")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted(), ["plot.svg", "run.jsonl"],
+            "no temporary file left")
+    }
+
+    func testBadOptimizerOptionsExitTwo() throws {
+        let small = ["train", "--input", "16x16x3", "--samples", "8", "--validation-samples", "0", "--epochs", "2"]
+        let cases: [([String], [String])] = [
+            (["--learning-rate", "nan"], ["--learning-rate", "'nan'", "not a number", "greater than 0"]),
+            (["--learning-rate", "0"], ["--learning-rate", "greater than 0 and at most 10"]),
+            (["--optimizer", "rmsprop"], ["--optimizer", "adam, adamw, sgd"]),
+            (["--optimizer", "sgd", "--momentum", "1"], ["--momentum", "less than 1"]),
+            (["--momentum", "0.5"], ["--momentum", "only to --optimizer sgd"]),
+            (["--optimizer", "sgd", "--momentum", "0", "--nesterov"], ["--nesterov"]),
+            (["--weight-decay", "-0.1"], ["--weight-decay", "from 0 to 1"]),
+            (["--weight-decay", "inf"], ["--weight-decay", "infinite"]),
+            (["--decay-all-parameters"], ["--decay-all-parameters", "--weight-decay"]),
+            (["--schedule", "linear"], ["--schedule", "one-cycle"]),
+            (["--warmup-epochs", "2"], ["--warmup-epochs", "'2'", "2 epochs"]),
+            (["--warmup-epochs", "-1"], ["--warmup-epochs", "at least 0"]),
+            (["--schedule", "one-cycle", "--warmup-epochs", "1"], ["--warmup-epochs", "one-cycle"]),
+            (["--gamma", "0.5"], ["--gamma", "--schedule step"]),
+            (["--schedule", "step", "--gamma", "1.5"], ["--gamma", "less than 1"]),
+            (["--schedule", "step", "--step-size", "2"], ["--step-size", "'2'"]),
+            (["--schedule", "cosine", "--min-learning-rate", "0.01"], ["--min-learning-rate", "0.001"]),
+            (["--log-every", "5"], ["--log-every", "--log"]),
+            (["--log", "/nonexistent-directory/run.jsonl"], ["--log", "/nonexistent-directory/run.jsonl", "No such file"]),
+            (["--plot", FileManager.default.temporaryDirectory.path], ["--plot", "directory"]),
+            (["--plot", "/dev/null"], ["--plot", "/dev/null", "not a regular file"]),
+        ]
+        for (arguments, named) in cases {
+            let result = try run(small + arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments): \(result.errors)")
+            XCTAssertTrue(result.errors.hasPrefix("error: "), "\(arguments): \(result.errors)")
+            for word in named {
+                XCTAssertTrue(result.errors.contains(word), "\(arguments) should name \(word): \(result.errors)")
+            }
+            XCTAssertEqual(result.errors.split(separator: "\n").count, 1, "one line: \(result.errors)")
+            XCTAssertTrue(result.output.isEmpty, "\(arguments) starts no training: \(result.output)")
+        }
+    }
+
+    func testLogWriteFailureExitsOne() throws {
+        // Every write to /dev/full fails with "No space left on device".
+        let result = try run([
+            "train", "--data", "gratings", "--input", "16x16x3", "--samples", "16", "--validation-samples", "0",
+            "--epochs", "2", "--batch-size", "16", "--threads", "2", "--log", "/dev/full",
+        ])
+        XCTAssertEqual(result.status, 1, result.errors)
+        XCTAssertEqual(result.output.split(separator: "\n").filter { $0.hasPrefix("epoch ") }.count, 2, "training goes on")
+        let messages = result.errors.split(separator: "\n").map(String.init)
+        XCTAssertEqual(messages.count, 2, result.errors)
+        XCTAssertTrue(messages.first?.hasPrefix("warning: cannot write /dev/full: No space left on device") ?? false, result.errors)
+        XCTAssertTrue(messages.last?.hasPrefix("error: the log is incomplete") ?? false, result.errors)
+    }
+
+    func testHelpDescribesOptimizerAndOutputFlags() throws {
+        let result = try run(["train", "--help"])
+        XCTAssertEqual(result.status, 0)
+        for flag in [
+            "--optimizer adam|adamw|sgd", "--momentum", "--nesterov", "--weight-decay", "--decay-all-parameters",
+            "--schedule constant|step|cosine|one-cycle", "--warmup-epochs", "--step-size", "--gamma",
+            "--min-learning-rate", "--log FILE", "--log-every", "--plot FILE.svg",
+        ] {
+            XCTAssertTrue(result.output.contains(flag), "\(flag) missing from help")
+        }
+        XCTAssertTrue(result.output.contains("0.001 for adam and adamw, 0.01 for sgd"), result.output)
+    }
 }
