@@ -1,32 +1,25 @@
 import Foundation
 import ResNetKit
 
-enum DataChoice: String, CaseIterable {
-    /// The tutorial's random inputs and labels.
-    case synthetic
-    /// Learnable class-dependent gratings.
-    case gratings
-}
-
 let trainCommand = Command(
     name: "train",
-    summary: "train a model on synthetic data and report loss and accuracy per epoch",
+    summary: "train a model on synthetic or file data and report loss and accuracy per epoch",
     description: """
         Trains a residual network with Adam and sparse categorical cross-entropy. The defaults run \
         the Keras tutorial's job: the tutorial's model on 1000 random 224x224x3 images with random \
         labels from 10 classes, 10 epochs of batch 32, validated on 250 more. Random labels cannot \
         be learned, so a validation accuracy near 1/classes and a loss near ln(classes) are the \
-        correct outcome; --data gratings gives images whose class can be learned.
+        correct outcome; --data gratings gives images whose class can be learned. With --data \
+        idx:DIR or npz:FILE the images and labels come from files, which set --input and --classes; \
+        --samples and --validation-samples then keep the first N samples of each set.
         """,
     options: [
         Option("model", choices: Architecture.allCases.map(\.rawValue), help: "network to train", default: "tutorial"),
         Option("input", placeholder: "HxWxC", help: "image height, width and channels", default: "224x224x3"),
-        Option("data", choices: DataChoice.allCases.map(\.rawValue),
-               help: "synthetic: uniform random pixels and labels, as the tutorial; gratings: a learnable pattern per class",
-               default: "synthetic"),
+        dataOption,
         Option("samples", placeholder: "N", help: "training samples", default: "1000"),
         Option("validation-samples", placeholder: "N", help: "validation samples, evaluated after each epoch; 0 for none", default: "250"),
-        Option("classes", placeholder: "N", help: "number of classes", default: "10"),
+        Option("classes", placeholder: "N", help: "number of classes; for file data, the largest label plus one unless N is larger", default: "10"),
         Option("epochs", placeholder: "N", help: "passes over the training samples", default: "10"),
         Option("batch-size", placeholder: "N", help: "samples per optimizer step", default: "32"),
         Option("learning-rate", placeholder: "RATE", help: "Adam's step size", default: "0.001"),
@@ -34,12 +27,12 @@ let trainCommand = Command(
         threadsOption,
         backendOption,
         winogradOption,
-    ])
+    ] + dataSourceOptions)
 
 struct TrainSettings {
     var architecture: Architecture
     var input: ImageShape
-    var data: DataChoice
+    var data: DataSource
     var samples: Int
     var validationSamples: Int
     var classes: Int
@@ -54,7 +47,7 @@ struct TrainSettings {
     init(_ arguments: ParsedArguments) throws(UsageError) {
         architecture = try arguments.choice("model", as: Architecture.self)
         input = try arguments.imageShape("input")
-        data = try arguments.choice("data", as: DataChoice.self)
+        data = try DataSource(parsing: arguments.string("data"))
         samples = try arguments.integer("samples", in: 1...10_000_000)
         validationSamples = try arguments.integer("validation-samples", in: 0...10_000_000)
         classes = try arguments.integer("classes", in: 2...100_000)
@@ -69,8 +62,9 @@ struct TrainSettings {
         backend = try arguments.choice("backend", as: BackendChoice.self)
         winograd = arguments.flag("winograd")
 
-        // The data sets are held in memory as float32; reject sizes that cannot fit before
-        // generating anything.
+        // Generated data sets are held in memory as float32; reject sizes that cannot fit before
+        // generating anything. File data is sized by its files.
+        guard !data.isFile else { return }
         let bytes = Double(samples + validationSamples) * Double(input.height * input.width * input.channels) * 4
         let available = Double(ProcessInfo.processInfo.physicalMemory)
         guard bytes < available / 2 else {
@@ -107,19 +101,19 @@ final class EpochPrinter: TrainingObserver {
 
 func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
     let settings = try TrainSettings(arguments)
-    let shape = sampleShape(settings.input)
+    let data = try loadData(arguments)
     let backend = try makeBackend(settings.backend, threads: settings.threads, winograd: settings.winograd)
 
     let model = try buildModel(
-        settings.architecture, classes: settings.classes, input: settings.input, backend: backend, seed: settings.seed)
+        settings.architecture, classes: data.classes, input: data.input, backend: backend, seed: settings.seed)
     try checkMemory(model, batch: settings.batchSize)
 
     printConfiguration([
         ("model", "\(model.name) (\(settings.architecture.summary))"),
         ("parameters", "\(groupedThousands(model.trainableParameterCount)) trainable, \(groupedThousands(model.parameterCount)) in all"),
         ("flops", String(format: "%.2f GFLOP forward, %.2f GFLOP training per image", Double(model.forwardFlops) / 1e9, Double(model.trainingFlops) / 1e9)),
-        ("input", "\(settings.input)"),
-        ("data", "\(settings.data.rawValue), \(settings.samples) training and \(settings.validationSamples) validation samples, \(settings.classes) classes"),
+        ("input", "\(data.input)"),
+        ("data", data.description),
         ("epochs", "\(settings.epochs)"),
         ("batch_size", "\(settings.batchSize)"),
         ("optimizer", "adam (learning rate \(settings.learningRate), beta1 0.9, beta2 0.999, epsilon 1e-07)"),
@@ -128,23 +122,10 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         ("backend", backend.summary),
     ])
 
-    let train: InMemoryDataset
-    let validation: InMemoryDataset?
-    switch settings.data {
-    case .synthetic:
-        train = try SyntheticData.uniform(samples: settings.samples, sampleShape: shape, classes: settings.classes, seed: settings.seed)
-        validation = settings.validationSamples == 0 ? nil : try SyntheticData.uniform(
-            samples: settings.validationSamples, sampleShape: shape, classes: settings.classes, seed: settings.seed &+ 1)
-    case .gratings:
-        train = try SyntheticData.gratings(samples: settings.samples, sampleShape: shape, classes: settings.classes, seed: settings.seed)
-        validation = settings.validationSamples == 0 ? nil : try SyntheticData.gratings(
-            samples: settings.validationSamples, sampleShape: shape, classes: settings.classes, seed: settings.seed &+ 1)
-    }
-
     let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: Adam(learningRate: settings.learningRate))
     let started = Date()
     let history = try trainer.fit(
-        train, validation: validation, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
+        data.train, validation: data.validation, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
         observer: EpochPrinter())
 
     let elapsed = Date().timeIntervalSince(started)
