@@ -25,10 +25,10 @@ enum DataSource: Equatable {
         default:
             break
         }
-        for (prefix, what) in [("idx:", "directory"), ("npz:", "file")] where text.hasPrefix(prefix) {
+        for (prefix, kind) in [("idx:", "directory"), ("npz:", "file")] where text.hasPrefix(prefix) {
             let path = String(text.dropFirst(prefix.count))
             guard !path.isEmpty else {
-                throw UsageError("invalid value '\(text)' for --data: the \(what) after '\(prefix)' is missing; \(expected)")
+                throw UsageError("invalid value '\(text)' for --data: the \(kind) after '\(prefix)' is missing; \(expected)")
             }
             self = prefix == "idx:" ? .idx(directory: path) : .npz(file: path)
             return
@@ -73,7 +73,7 @@ let dataOption = Option(
     default: "synthetic")
 
 /// The options besides `--data`, `--input`, `--samples`, `--validation-samples`, `--classes`
-/// and `--seed` that `loadData(_:)` reads; a command that calls it declares them all.
+/// and `--seed` that `loadData(_:)` reads. A command that calls it must declare them all.
 let dataSourceOptions: [Option] = [
     Option(
         "validation-split", placeholder: "F",
@@ -187,7 +187,7 @@ private func generateData(_ source: DataSource, arguments: ParsedArguments, spli
     var train = try generate(samples, seed: seed)
     let validation: InMemoryDataset?
     if let split {
-        (train, validation) = try splitOff(split, of: train, what: "the \(samples) generated samples")
+        (train, validation) = try splitOff(split, of: train, origin: "the \(samples) generated samples")
     } else {
         let validationSamples = try arguments.integer("validation-samples", in: 0...10_000_000)
         validation = validationSamples == 0 ? nil : try generate(validationSamples, seed: seed &+ 1)
@@ -205,10 +205,10 @@ private func selectSamples(
     let shape = sets.train.sampleShape
     let input = ImageShape(height: shape[1], width: shape[2], channels: shape[0])
     if arguments.contains("input") {
-        let given = try arguments.imageShape("input")
-        guard given == input else {
+        let requested = try arguments.imageShape("input")
+        guard requested == input else {
             throw UsageError(
-                "--input \(given) conflicts with the \(input) images of --data \(source.description); "
+                "--input \(requested) conflicts with the \(input) images of --data \(source.description); "
                     + "leave --input out for file data, whose images set the input shape")
         }
     }
@@ -232,7 +232,7 @@ private func selectSamples(
     var validation: InMemoryDataset?
     let validationOrigin: String
     if let split {
-        (train, validation) = try splitOff(split, of: train, what: "the \(train.count) training samples")
+        (train, validation) = try splitOff(split, of: train, origin: "the \(train.count) training samples")
         validationOrigin = "the last \(split) of the training samples"
     } else {
         validation = sets.test
@@ -259,14 +259,14 @@ private func selectSamples(
 
 /// Splits the last `fraction` of `train` off as validation samples, as Keras's
 /// `validation_split` does, and rejects a split that leaves either part empty.
-private func splitOff(_ fraction: Double, of train: InMemoryDataset, what: String) throws
+private func splitOff(_ fraction: Double, of train: InMemoryDataset, origin: String) throws
     -> (InMemoryDataset, InMemoryDataset?)
 {
     guard fraction > 0 else { return (train, nil) }
     let parts = try train.splitForValidation(fraction: fraction)
     guard parts.train.count > 0, parts.validation.count > 0 else {
         throw UsageError(
-            "--validation-split \(fraction) of \(what) leaves \(parts.train.count) training and \(parts.validation.count) "
+            "--validation-split \(fraction) of \(origin) leaves \(parts.train.count) training and \(parts.validation.count) "
                 + "validation samples; choose a fraction that leaves at least one of each")
     }
     return (parts.train, parts.validation)

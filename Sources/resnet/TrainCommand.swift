@@ -15,10 +15,10 @@ let trainCommand = Command(
         """,
     options: [
         Option("model", choices: Architecture.allCases.map(\.rawValue), help: "network to train", default: "tutorial"),
-        Option("input", placeholder: "HxWxC", help: "image height, width and channels", default: "224x224x3"),
+        Option("input", placeholder: "HxWxC", help: "image height, width and channels; file data takes them from its images", default: "224x224x3"),
         dataOption,
-        Option("samples", placeholder: "N", help: "training samples", default: "1000"),
-        Option("validation-samples", placeholder: "N", help: "validation samples, evaluated after each epoch; 0 for none", default: "250"),
+        Option("samples", placeholder: "N", help: "training samples; for file data, the first N of the training set, or all when absent", default: "1000"),
+        Option("validation-samples", placeholder: "N", help: "validation samples, evaluated after each epoch; 0 for none; for file data, the first N of the test set, or all when absent", default: "250"),
         Option("classes", placeholder: "N", help: "number of classes; for file data, the largest label plus one unless N is larger", default: "10"),
         Option("epochs", placeholder: "N", help: "passes over the training samples", default: "10"),
         Option("batch-size", placeholder: "N", help: "samples per optimizer step", default: "32"),

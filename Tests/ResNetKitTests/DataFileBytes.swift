@@ -18,16 +18,16 @@ enum DataFileBytes {
 
     // MARK: IDX
 
-    /// An IDX file: two zero bytes, the type code, the axis count, big-endian uint32 sizes,
-    /// then `payload` as given.
+    /// Builds an IDX file: two zero bytes, the type code, the axis count, big-endian uint32
+    /// sizes, then `payload` as given.
     static func idx(type: UInt8, shape: [UInt32], payload: [UInt8]) -> [UInt8] {
         [0, 0, type, UInt8(shape.count)] + shape.flatMap { bigEndian($0) } + payload
     }
 
     // MARK: NPY
 
-    /// An NPY file with `header` (a Python dict literal) padded with spaces and a newline so
-    /// that the data starts at a multiple of 64 bytes, as NumPy writes it.
+    /// Builds an NPY file with `header`, a Python dict literal, padded with spaces and a newline
+    /// so that the data starts at a multiple of 64 bytes, as NumPy writes it.
     static func npy(header: String, payload: [UInt8], major: UInt8 = 1) -> [UInt8] {
         let lengthFieldSize = major == 1 ? 2 : 4
         let prefixSize = 8 + lengthFieldSize
@@ -38,7 +38,7 @@ enum DataFileBytes {
         return [0x93] + Array("NUMPY".utf8) + [major, 0] + length + text + payload
     }
 
-    /// The header dict that `np.save` writes for `descr` and `shape`.
+    /// Formats the header dict that `np.save` writes for `descr` and `shape`.
     static func npyHeader(_ descr: String, _ shape: [Int], fortranOrder: Bool = false) -> String {
         let axes = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         return "{'descr': '\(descr)', 'fortran_order': \(fortranOrder ? "True" : "False"), 'shape': \(axes), }"
@@ -67,13 +67,13 @@ enum DataFileBytes {
         return Array(output[2..<(Int(capacity) - 4)])
     }
 
-    /// A gzip member around raw deflate data.
+    /// Wraps raw deflate data in a gzip member with the CRC-32 and length of `original`.
     static func gzip(deflated: [UInt8], of original: [UInt8]) -> [UInt8] {
         let header: [UInt8] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]
         return header + deflated + littleEndian(crc32(original)) + littleEndian(UInt32(truncatingIfNeeded: original.count))
     }
 
-    /// A gzip member whose deflate data is stored blocks of at most 65,535 bytes, built by hand.
+    /// Builds a gzip member whose deflate data is stored blocks of at most 65,535 bytes.
     static func storedGzip(_ bytes: [UInt8]) -> [UInt8] {
         var blocks: [UInt8] = []
         var start = 0
@@ -87,7 +87,7 @@ enum DataFileBytes {
         return gzip(deflated: blocks, of: bytes)
     }
 
-    /// A gzip member compressed by zlib.
+    /// Builds a gzip member compressed by zlib.
     static func deflatedGzip(_ bytes: [UInt8]) -> [UInt8] {
         gzip(deflated: deflate(bytes), of: bytes)
     }
@@ -109,7 +109,7 @@ enum DataFileBytes {
         }
     }
 
-    /// A zip archive: local headers with data, the central directory and the end record.
+    /// Builds a zip archive: local headers with data, the central directory and the end record.
     static func zip(_ members: [ZipMember]) -> [UInt8] {
         var archive: [UInt8] = []
         var directory: [UInt8] = []

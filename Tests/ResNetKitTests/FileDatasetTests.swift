@@ -17,7 +17,7 @@ final class FileDatasetTests: XCTestCase {
         Bytes.npy(header: Bytes.npyHeader("<f4", shape), payload: values.flatMap { Bytes.littleEndian($0.bitPattern) })
     }
 
-    /// An archive with Keras's mnist.npz keys holding the given NPY files.
+    /// Builds an archive with Keras's mnist.npz keys for the given NPY files.
     private func kerasArchive(
         xTrain: [UInt8], yTrain: [UInt8], xTest: [UInt8], yTest: [UInt8], deflated: Bool = false
     ) -> [UInt8] {

@@ -102,7 +102,7 @@ final class NPYTests: XCTestCase {
             ("float16", Bytes.npy(header: Bytes.npyHeader("<f2", [2]), payload: [0, 0x3c, 0, 0x40]), ["'<f2' (float16)", "astype"]),
             // The payload is the start of a pickle, which must never be read.
             ("object", Bytes.npy(header: Bytes.npyHeader("|O", [1]), payload: [0x80, 0x04, 0x95, 0x0b]),
-             ["Python objects", "never unpickles"]),
+             ["contains Python objects", "never unpickles"]),
             ("structured", Bytes.npy(header: "{'descr': [('x', '<f4'), ('y', '<i4')], 'fortran_order': False, 'shape': (1,), }", payload: []),
              ["structured dtype"]),
             ("complex", Bytes.npy(header: Bytes.npyHeader("<c8", [1]), payload: [0, 0, 0, 0, 0, 0, 0, 0]), ["'<c8'", "not supported"]),

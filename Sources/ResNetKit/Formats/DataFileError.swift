@@ -8,7 +8,7 @@ public struct DataFileError: Error, CustomStringConvertible, Sendable {
     public var file: String
     /// The member of a zip archive, such as `x_train.npy`, or nil for a plain file.
     public var member: String?
-    /// What is wrong, as a predicate that follows the file name, such as "is not an NPY file".
+    /// The problem, as a predicate that follows the file name, such as "is not an NPY file".
     public var message: String
 
     public init(file: String, member: String? = nil, _ message: String) {

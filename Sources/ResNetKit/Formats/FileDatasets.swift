@@ -1,6 +1,6 @@
 import Foundation
 
-/// Where image arrays of rank 4 keep their channel axis.
+/// The position of the channel axis in rank-4 image arrays.
 public enum ImageLayout: String, Sendable, CaseIterable {
     /// N x H x W x C, as Keras and TensorFlow store images.
     case channelsLast = "channels-last"
@@ -56,7 +56,7 @@ public enum DatasetFiles {
     /// plain or gzip-compressed (with or without `.gz` in the name).
     ///
     /// - Parameter classes: the class count to use when it is larger than the largest label
-    ///   plus one; a smaller count is an error naming the label beyond it.
+    ///   plus one. A smaller count is an error that names the label beyond it.
     public static func loadIDX(directory: String, classes: Int? = nil) throws -> FileDatasets {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -80,9 +80,9 @@ public enum DatasetFiles {
     /// Reads images and labels from the NPZ archive at `path`, under `keys`.
     ///
     /// Images may be N x H x W (one channel) or rank 4. A rank-4 layout is taken from `layout`
-    /// when given; otherwise it is detected: channels-last when the last axis has at most 4
-    /// entries and the second more, channels-first in the opposite case, and an error naming
-    /// the shape when both or neither axis is that small.
+    /// when given, and otherwise detected. It is channels-last when the last axis has at most 4
+    /// entries and the second more, and channels-first in the opposite case. When both or
+    /// neither axis is that small, the error names the shape.
     public static func loadNPZ(
         path: String, keys: NPZKeys = .keras, layout: ImageLayout? = nil, classes: Int? = nil
     ) throws -> FileDatasets {
@@ -175,7 +175,7 @@ public enum DatasetFiles {
             throw images.error("has images of shape \(describeShape(dims)); \(expected)")
         }
         guard dims.allSatisfy({ $0 > 0 }) else {
-            throw images.error("has images of shape \(describeShape(dims)), which holds no pixels; \(expected)")
+            throw images.error("has images of shape \(describeShape(dims)), which contains no pixels; \(expected)")
         }
 
         let resolved = dims.count == 4 ? try layout ?? detectLayout(dims, images: images) : nil

@@ -3,9 +3,9 @@ import Foundation
 /// Reads IDX files, the format of MNIST and Fashion-MNIST, plain or gzip-compressed.
 ///
 /// An IDX file starts with two zero bytes, a type byte (0x08 uint8, 0x09 int8, 0x0B int16,
-/// 0x0C int32, 0x0D float32, 0x0E float64) and the number of axes, followed by each axis size
-/// as a big-endian uint32 and then the elements, big-endian and in row-major order. The format
-/// is described with the MNIST database at http://yann.lecun.com/exdb/mnist/.
+/// 0x0C int32, 0x0D float32, 0x0E float64) and the number of axes. Each axis size follows as a
+/// big-endian uint32, then the elements, big-endian and in row-major order. The format is
+/// described with the MNIST database at http://yann.lecun.com/exdb/mnist/.
 public enum IDXFile {
     /// Reads the array in the file at `path`. Gzip is detected from the first two bytes, not
     /// from the file name.
@@ -13,14 +13,14 @@ public enum IDXFile {
         try read(DataFileReader(path: path))
     }
 
-    /// Reads an IDX array from bytes in memory; `file` names the source in errors.
+    /// Reads an IDX array from bytes in memory. `file` names the source in errors.
     public static func read(data: Data, file: String) throws -> NumericArray {
         try read(DataFileReader(data: data, location: DataFileLocation(file: file)))
     }
 
     static func read(_ reader: DataFileReader) throws -> NumericArray {
         let location = reader.location
-        let magic = try reader.read(4, what: "the 4-byte IDX magic number")
+        let magic = try reader.read(4, for: "the 4-byte IDX magic number")
         guard magic[0] == 0, magic[1] == 0 else {
             let found = magic.map { String(format: "%02x", $0) }.joined(separator: " ")
             throw location.error(
@@ -35,7 +35,7 @@ public enum IDXFile {
             throw location.error("declares 0 axes in its IDX header, expected at least 1")
         }
 
-        let sizeBytes = try reader.read(4 * rank, what: "the \(rank) axis sizes of the IDX header")
+        let sizeBytes = try reader.read(4 * rank, for: "the \(rank) axis sizes of the IDX header")
         let shape = (0..<rank).map { axis in
             sizeBytes[(4 * axis)..<(4 * axis + 4)].reduce(0) { $0 << 8 | Int($1) }
         }
@@ -49,9 +49,9 @@ public enum IDXFile {
                     + "but \(remaining) bytes follow the header; the file is cut short or is not the file its header describes")
         }
 
-        let what = "the data of shape \(describeShape(shape))"
-        let bytes = try reader.read(dataBytes, what: what)
-        try reader.expectEnd(after: what)
+        let field = "the data of shape \(describeShape(shape))"
+        let bytes = try reader.read(dataBytes, for: field)
+        try reader.expectEnd(after: field)
         let elementCount = dataBytes / scalar.byteCount
         let storage = bytes.withUnsafeBytes { scalar.decode($0, count: elementCount, bigEndian: true) }
         return NumericArray(unchecked: shape, storage)

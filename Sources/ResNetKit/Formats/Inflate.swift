@@ -9,7 +9,7 @@ final class InflateStream {
         /// checks at the end of each member. Members that follow one another are read as one
         /// stream, as gzip(1) reads them.
         case gzip
-        /// Raw deflate (RFC 1951), as zip archives store members; the caller checks the CRC-32.
+        /// Raw deflate (RFC 1951), as zip archives store members. The caller checks the CRC-32.
         case rawDeflate
     }
 
@@ -30,8 +30,8 @@ final class InflateStream {
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
 
-        // 15 is the largest deflate window; adding 16 asks for a gzip wrapper, and a negative
-        // value for none.
+        // 15 bits is the largest deflate window. Adding 16 selects the gzip wrapper, and a negative
+        // value selects none.
         let windowBits: Int32 = format == .gzip ? 15 + 16 : -15
         let status = inflateInit2_(stream, windowBits, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
         guard status == Z_OK else {
@@ -136,16 +136,16 @@ final class DataFileReader {
         inflater == nil ? data.count - offset : nil
     }
 
-    /// Reads exactly `count` bytes, or throws naming `what` when the data ends first.
+    /// Reads exactly `count` bytes, or throws naming `field` when the data ends first.
     ///
     /// A gzip file is inflated in pieces of at most 16 MiB, so a count that a header claims but
     /// the file does not hold costs no more memory than the data that is really there.
-    func read(_ count: Int, what: String) throws -> [UInt8] {
+    func read(_ count: Int, for field: String) throws -> [UInt8] {
         guard let inflater else {
             let available = data.count - offset
             guard available >= count else {
                 throw location.error(
-                    "ends \(count - available) bytes short of \(what), which needs \(count) bytes; the file is cut short, so download or copy it again")
+                    "ends \(count - available) bytes short of \(field), which needs \(count) bytes; the file is cut short, so download or copy it again")
             }
             let start = data.startIndex + offset
             offset += count
@@ -157,15 +157,15 @@ final class DataFileReader {
         bytes.reserveCapacity(min(count, piece))
         while bytes.count < count {
             let start = bytes.count
-            let wanted = min(piece, count - start)
-            bytes.append(contentsOf: repeatElement(0, count: wanted))
+            let pieceSize = min(piece, count - start)
+            bytes.append(contentsOf: repeatElement(0, count: pieceSize))
             let got = try bytes.withUnsafeMutableBytes { buffer in
-                try inflater.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[start..<start + wanted]))
+                try inflater.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[start..<start + pieceSize]))
             }
-            guard got == wanted else {
+            guard got == pieceSize else {
                 let found = start + got
                 throw location.error(
-                    "decompresses to \(count - found) bytes fewer than \(what) needs (\(count) bytes); the file is incomplete, so download or copy it again")
+                    "decompresses to \(count - found) bytes fewer than \(field) needs (\(count) bytes); the file is incomplete, so download or copy it again")
             }
         }
         return bytes
@@ -173,7 +173,7 @@ final class DataFileReader {
 
     /// Throws unless the data ends here. For gzip this inflates to the end, which also checks
     /// the CRC-32 and length that zlib verifies there.
-    func expectEnd(after what: String) throws {
+    func expectEnd(after field: String) throws {
         let extra: Int
         if let inflater {
             var probe: UInt8 = 0
@@ -182,9 +182,9 @@ final class DataFileReader {
             extra = data.count - offset
         }
         guard extra == 0 else {
-            let amount = inflater == nil ? "\(extra) more bytes" : "more bytes"
+            let amount = inflater == nil ? "\(extra) more \(extra == 1 ? "byte" : "bytes")" : "more bytes"
             throw location.error(
-                "has \(amount) after \(what); expected the file to end there, so it is not the file its header describes")
+                "has \(amount) after \(field); expected the file to end there, so it is not the file its header describes")
         }
     }
 }

@@ -2,10 +2,10 @@ import Foundation
 
 /// Reads NPY files, NumPy's format for one array, versions 1.0, 2.0 and 3.0.
 ///
-/// A file starts with `\x93NUMPY`, a major and a minor version byte, the header length
-/// (little-endian uint16 in version 1, uint32 in versions 2 and 3) and the header: a Python
-/// dict literal with the keys `descr` (the dtype, such as `'<f4'`), `fortran_order` and
-/// `shape`. The elements follow. The format is specified in `numpy/lib/format.py`.
+/// A file starts with `\x93NUMPY`, a major and a minor version byte, and the header length
+/// (little-endian uint16 in version 1, uint32 in versions 2 and 3). The header follows, a
+/// Python dict literal with the keys `descr` (the dtype, such as `'<f4'`), `fortran_order`
+/// and `shape`, and then the elements. NumPy specifies the format in `numpy/lib/format.py`.
 ///
 /// Numeric dtypes are read: bool, int8 to int64, uint8 to uint64, float32 and float64, in
 /// either byte order (big-endian data is byte-swapped). Object arrays are rejected and never
@@ -16,7 +16,7 @@ public enum NPYFile {
         try read(readFile(path), location: DataFileLocation(file: path))
     }
 
-    /// Reads an NPY array from bytes in memory; `file` names the source in errors.
+    /// Reads an NPY array from bytes in memory. `file` names the source in errors.
     public static func read(data: Data, file: String) throws -> NumericArray {
         try read(data, location: DataFileLocation(file: file))
     }
@@ -148,7 +148,7 @@ private struct ArrayDescription {
 
         if kind == "O" {
             throw location.error(
-                "holds Python objects (dtype '\(code)'), which would need unpickling; this reader never unpickles, so save a numeric array instead")
+                "contains Python objects (dtype '\(code)'), which would need unpickling; this reader never unpickles, so save a numeric array instead")
         }
         if kind == "f" && size == 2 {
             throw location.error("has dtype '\(code)' (float16), which is not supported; save it with array.astype(np.float32)")

@@ -4,7 +4,7 @@ import Foundation
 /// Reads NPZ files: zip archives of NPY files, as `np.savez` and `np.savez_compressed` write.
 ///
 /// The central directory at the end of the archive gives each member's name, compression
-/// method, sizes, CRC-32 and offset; the local headers are used only to find where each
+/// method, sizes, CRC-32 and offset. The local headers are used only to find where each
 /// member's data starts, because NumPy writes zip64 placeholders there. Members may be stored
 /// or deflated. Zip64 archives (over 4 GiB or 65,535 members) and encrypted members are
 /// rejected. The zip format is specified in PKWARE's APPNOTE.TXT.
@@ -40,7 +40,7 @@ public struct NPZArchive {
         try self.init(data: readFile(path), file: path)
     }
 
-    /// Opens an archive held in memory; `file` names it in errors.
+    /// Opens an archive held in memory. `file` names it in errors.
     public init(data: Data, file: String) throws {
         self.data = data.startIndex == 0 ? data : Data(data)
         self.file = file
@@ -190,8 +190,9 @@ public struct NPZArchive {
     }
 
     private func inflateMember(_ compressed: Data, member: Member, location: DataFileLocation) throws -> Data {
-        // Deflate cannot expand data by more than 1032 times: a 258-byte match costs at least
-        // two bits. A larger declared size is corrupt, and is rejected before allocating it.
+        // Deflate expands data at most 1032 times, because a 258-byte match costs at least two
+        // bits; one more match is slack. A larger declared size is corrupt, and is rejected
+        // before allocating it.
         let limit = member.compressedSize * 1032 + 258
         guard member.uncompressedSize <= limit else {
             throw location.error(

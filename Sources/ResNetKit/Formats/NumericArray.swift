@@ -19,7 +19,7 @@ public struct NumericArray: Sendable, Equatable {
     public var shape: [Int]
     public var storage: Storage
 
-    /// Creates an array; throws when the element count does not match the shape.
+    /// Creates an array, and throws when the element count does not match the shape.
     public init(shape: [Int], storage: Storage) throws {
         let array = NumericArray(unchecked: shape, storage)
         guard shape.allSatisfy({ $0 >= 0 }), byteCount(shape: shape, elementSize: 1) == array.count else {
@@ -73,7 +73,8 @@ public struct NumericArray: Sendable, Equatable {
         }
     }
 
-    /// Converts every element to `Float`; float64 and large integers round to the nearest float.
+    /// Converts every element to `Float`. float64 values and large integers round to the nearest
+    /// float.
     public func floats() -> [Float] {
         switch storage {
         case .uint8(let values): return values.map(Float.init)
