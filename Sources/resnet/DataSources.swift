@@ -26,7 +26,8 @@ enum DataSource: Equatable {
             break
         }
         for (prefix, kind) in [("idx:", "directory"), ("npz:", "file")] where text.hasPrefix(prefix) {
-            let path = String(text.dropFirst(prefix.count))
+            // The shell expands `~` only at the start of a word, not after `npz:`.
+            let path = (String(text.dropFirst(prefix.count)) as NSString).expandingTildeInPath
             guard !path.isEmpty else {
                 throw UsageError("invalid value '\(text)' for --data: the \(kind) after '\(prefix)' is missing; \(expected)")
             }

@@ -89,5 +89,7 @@ final class IDXTests: XCTestCase {
         }
         assertDataFileError(
             try IDXFile.read(path: directory.url.path + "/absent"), file: "absent", contains: ["does not exist"])
+        let empty = try directory.write("empty", [])
+        assertDataFileError(try IDXFile.read(path: empty), file: empty, contains: ["is empty"])
     }
 }

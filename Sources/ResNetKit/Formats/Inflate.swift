@@ -198,9 +198,14 @@ func readFile(_ path: String) throws -> Data {
     guard !isDirectory.boolValue else {
         throw DataFileError(file: path, "is a directory; expected a file")
     }
+    let data: Data
     do {
-        return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
     } catch {
         throw DataFileError(file: path, "cannot be read (\(error.localizedDescription))")
     }
+    guard !data.isEmpty else {
+        throw DataFileError(file: path, "is empty; expected a data file, so download or copy it again")
+    }
+    return data
 }
