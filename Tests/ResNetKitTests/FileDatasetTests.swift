@@ -166,6 +166,10 @@ final class FileDatasetTests: XCTestCase {
              ["label -1 at index 1"]),
             ("float-labels", kerasArchive(xTrain: images, yTrain: npyFloat32([3], [0, 1, 2]), xTest: images, yTest: labels), nil,
              ["labels of type float32", "integer class indices"]),
+            ("huge-labels", kerasArchive(
+                xTrain: images, yTrain: Bytes.npy(header: Bytes.npyHeader("<u8", [3]), payload: [UInt64(0), 1, .max].flatMap { Bytes.littleEndian($0) }),
+                xTest: images, yTest: labels), nil,
+             ["uint64 labels above 9223372036854775807"]),
             ("shape-mismatch", kerasArchive(xTrain: images, yTrain: labels, xTest: npyUint8([3, 4, 1], Array(0..<12)), yTest: labels),
              nil, ["member x_test.npy", "1x4x1", "1x2x2"]),
             ("flat-images", kerasArchive(xTrain: npyUint8([3, 4], Array(0..<12)), yTrain: labels, xTest: images, yTest: labels), nil,

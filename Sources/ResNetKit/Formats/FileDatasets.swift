@@ -231,8 +231,11 @@ public enum DatasetFiles {
             throw labels.error("has labels of shape \(describeShape(dims)); expected (N,) or (N, 1) class indices")
         }
         guard let values = labels.array.integers() else {
-            throw labels.error(
-                "has labels of type \(labels.array.typeName); expected integer class indices, so save them as integers (uint8 or int64)")
+            if labels.array.isFloatingPoint {
+                throw labels.error(
+                    "has labels of type \(labels.array.typeName); expected integer class indices, so save them as integers (uint8 or int64)")
+            }
+            throw labels.error("has uint64 labels above \(Int.max); expected class indices")
         }
         guard values.count == imageCount else {
             throw labels.error(
