@@ -19,7 +19,10 @@ let package = Package(
             publicHeadersPath: "include",
             linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("dl")]
         ),
-        .target(name: "ResNetKit"),
+        // zlib inflates gzip files and deflated zip members; a C module keeps ResNetKit free of
+        // C++ interop.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(name: "ResNetKit", dependencies: ["CZlib"]),
         .target(
             name: "ResNetOneDNN",
             dependencies: ["ResNetKit", "CxxBridge"],
@@ -30,7 +33,7 @@ let package = Package(
             dependencies: ["ResNetKit", "ResNetOneDNN"],
             swiftSettings: cxxInterop
         ),
-        .testTarget(name: "ResNetKitTests", dependencies: ["ResNetKit"]),
+        .testTarget(name: "ResNetKitTests", dependencies: ["ResNetKit", "CZlib"]),
         .testTarget(
             name: "ResNetOneDNNTests",
             dependencies: ["ResNetKit", "ResNetOneDNN"],

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build needs when they are missing: oneDNN's headers and
-# library (libdnnl-dev). Uses sudo when not run as root.
+# library (libdnnl-dev) and zlib's (zlib1g-dev). Uses sudo when not run as root.
 set -euo pipefail
 
 missing=()
-for package in libdnnl-dev; do
+for package in libdnnl-dev zlib1g-dev; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$package")
     fi

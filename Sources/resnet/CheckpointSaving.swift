@@ -67,25 +67,45 @@ enum TrainingRecord {
     static let accuracy = "training.accuracy"
     static let validationLoss = "training.val_loss"
     static let validationAccuracy = "training.val_accuracy"
+    /// The per-channel statistics the inputs were normalized by, as JSON; absent when the
+    /// inputs were used as they are.
+    static let normalization = "data.normalization"
+}
+
+/// Returns the input normalization a checkpoint records, or nil when training used none.
+func recordedNormalization(_ checkpoint: Checkpoint) throws(UsageError) -> Normalization? {
+    guard let text = checkpoint.entries[TrainingRecord.normalization] else { return nil }
+    guard let normalization = try? JSONDecoder().decode(Normalization.self, from: Data(text.utf8)),
+        normalization.mean.count == checkpoint.inputShape[0]
+    else {
+        throw UsageError(
+            "--checkpoint \(checkpoint.path): the metadata entry \(TrainingRecord.normalization) is not valid "
+                + "per-channel statistics for \(checkpoint.inputShape[0]) channels; the file is damaged, so train the model again")
+    }
+    return normalization
 }
 
 /// Returns the metadata that describes a finished training run: its settings and the last
 /// epoch's metrics.
-func trainingRecord(_ settings: TrainSettings, validationSeed: UInt64, backend: Backend, last: EpochMetrics?)
-    -> [String: String]
-{
+func trainingRecord(
+    _ settings: TrainSettings, optimization: OptimizationSettings, normalization: Normalization?,
+    validationSeed: UInt64, backend: Backend, last: EpochMetrics?
+) -> [String: String] {
     var record = [
-        TrainingRecord.data: settings.data.rawValue,
+        TrainingRecord.data: settings.data.description,
         TrainingRecord.samples: String(settings.samples),
         TrainingRecord.validationSamples: String(settings.validationSamples),
         TrainingRecord.validationSeed: String(validationSeed),
         TrainingRecord.seed: String(settings.seed),
         TrainingRecord.epochs: String(settings.epochs),
         TrainingRecord.batchSize: String(settings.batchSize),
-        TrainingRecord.optimizer: settings.optimization.optimizerDescription,
-        TrainingRecord.learningRate: String(settings.optimization.learningRate),
+        TrainingRecord.optimizer: optimization.optimizerDescription,
+        TrainingRecord.learningRate: String(optimization.learningRate),
         TrainingRecord.backend: backend.name,
     ]
+    if let normalization, let json = try? JSONEncoder().encode(normalization) {
+        record[TrainingRecord.normalization] = String(decoding: json, as: UTF8.self)
+    }
     if let last {
         record[TrainingRecord.loss] = String(last.loss)
         record[TrainingRecord.accuracy] = last.accuracy.map { String($0) }

@@ -15,10 +15,10 @@ let evaluateCommand = Command(
         """,
     options: [
         Option("checkpoint", placeholder: "FILE", help: "safetensors checkpoint written by resnet train --save"),
-        Option("data", choices: DataChoice.allCases.map(\.rawValue),
-               help: "data to evaluate on, as in train (default: the kind the checkpoint was trained on)"),
+        Option("data", placeholder: "synthetic|gratings|idx:DIR|npz:FILE",
+               help: "data to evaluate on, as in train; for idx and npz files, the test set (default: the data the checkpoint was trained on)"),
         Option("samples", placeholder: "N",
-               help: "samples to evaluate (default: the run's validation sample count, or 250 if it had none)"),
+               help: "samples to evaluate; for file data, the first N of the test set (default: the run's validation sample count, or 250 if it had none, or the whole test set)"),
         Option("seed", placeholder: "N", help: "seed the data is made from (default: the run's validation seed)"),
         Option("batch-size", placeholder: "N", help: "samples per forward pass (default: the run's batch size)"),
         threadsOption,
@@ -32,8 +32,9 @@ private let maximumPrintedClasses = 30
 
 /// The data settings of `evaluate`, from the command line or else from the checkpoint's training record.
 struct EvaluationData {
-    var choice: DataChoice
-    var samples: Int
+    var source: DataSource
+    /// The sample count; nil for the whole test set of file data.
+    var samples: Int?
     var seed: UInt64
 }
 
@@ -61,7 +62,10 @@ func runEvaluate(_ arguments: ParsedArguments) throws -> Int32 {
     } catch let error as CheckpointError {
         throw UsageError("--checkpoint \(error)")
     }
-    let dataset = try makeEvaluationData(data, sampleShape: checkpoint.inputShape, classes: checkpoint.classCount)
+    var dataset = try makeEvaluationData(data, sampleShape: checkpoint.inputShape, classes: checkpoint.classCount)
+    if let normalization = try recordedNormalization(checkpoint) {
+        dataset = try dataset.normalized(by: normalization)
+    }
     let report = try model.evaluateClassifier(dataset, batchSize: batchSize)
 
     let input = imageShape(of: checkpoint.inputShape)
@@ -78,7 +82,9 @@ func runEvaluate(_ arguments: ParsedArguments) throws -> Int32 {
         configuration.append(("trained", trained))
     }
     configuration += [
-        ("data", "\(data.choice.rawValue), \(data.samples) samples, seed \(data.seed)"),
+        ("data", data.source.isFile
+            ? "\(data.source.description), \(dataset.count) test samples"
+            : "\(data.source.description), \(dataset.count) samples, seed \(data.seed)"),
         ("batch_size", "\(batchSize)"),
         ("backend", backend.summary),
     ]
@@ -93,46 +99,78 @@ func runEvaluate(_ arguments: ParsedArguments) throws -> Int32 {
 
 /// Reads `--data`, `--samples` and `--seed`, taking each missing one from the training record.
 private func evaluationData(_ arguments: ParsedArguments, record: [String: String]) throws(UsageError) -> EvaluationData {
-    let choice: DataChoice
+    let source: DataSource
     if arguments.contains("data") {
-        choice = try arguments.choice("data", as: DataChoice.self)
+        source = try DataSource(parsing: arguments.string("data"))
     } else if let recorded = record[TrainingRecord.data] {
-        guard let known = DataChoice(rawValue: recorded) else {
+        do {
+            source = try DataSource(parsing: recorded)
+        } catch {
             throw UsageError(
-                "the checkpoint was trained on data '\(recorded)', which evaluate cannot make again; pass --data "
-                    + DataChoice.allCases.map(\.rawValue).joined(separator: "|"))
+                "the checkpoint was trained on data '\(recorded)', which evaluate cannot read; pass --data "
+                    + "synthetic|gratings|idx:DIR|npz:FILE")
         }
-        choice = known
     } else {
-        throw UsageError("the checkpoint records no training data; pass --data " + DataChoice.allCases.map(\.rawValue).joined(separator: "|"))
+        throw UsageError("the checkpoint records no training data; pass --data synthetic|gratings|idx:DIR|npz:FILE")
     }
 
     let recordedSamples = record[TrainingRecord.validationSamples].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
-    let samples = arguments.contains("samples") ? try arguments.integer("samples", in: 1...10_000_000) : recordedSamples ?? 250
+    let samples: Int?
+    if arguments.contains("samples") {
+        samples = try arguments.integer("samples", in: 1...10_000_000)
+    } else {
+        samples = source.isFile ? nil : recordedSamples ?? 250
+    }
     let recordedSeed = record[TrainingRecord.validationSeed].flatMap { UInt64($0) }
     let seed = arguments.contains("seed") ? UInt64(try arguments.integer("seed", in: 0...Int.max)) : recordedSeed ?? 1
-    return EvaluationData(choice: choice, samples: samples, seed: seed)
+    return EvaluationData(source: source, samples: samples, seed: seed)
 }
 
-/// Makes the labelled samples that `evaluate` runs on.
+/// Makes the labelled samples that `evaluate` runs on: generated ones, or the test set of
+/// files.
 func makeEvaluationData(_ data: EvaluationData, sampleShape: TensorShape, classes: Int) throws -> InMemoryDataset {
-    let bytes = Double(data.samples) * Double(sampleShape.elementCount) * 4
+    let samples = data.samples ?? 250
+    let bytes = Double(samples) * Double(sampleShape.elementCount) * 4
     let available = Double(ProcessInfo.processInfo.physicalMemory)
     guard bytes < available / 2 else {
         throw UsageError(
-            "--samples \(data.samples) of \(imageShape(of: sampleShape)) need \(String(format: "%.1f", bytes / 1e9)) GB "
+            "--samples \(samples) of \(imageShape(of: sampleShape)) need \(String(format: "%.1f", bytes / 1e9)) GB "
                 + "as float32, more than half of this machine's memory; use fewer --samples")
     }
-    switch data.choice {
-    case .synthetic:
-        return try SyntheticData.uniform(samples: data.samples, sampleShape: sampleShape, classes: classes, seed: data.seed)
-    case .gratings:
-        return try SyntheticData.gratings(samples: data.samples, sampleShape: sampleShape, classes: classes, seed: data.seed)
-    case .regression:
-        throw UsageError(
-            "--data regression has real-valued targets, but evaluate reports classification metrics of an image model; "
-                + "use --data synthetic or gratings")
+
+    let sets: FileDatasets
+    do {
+        switch data.source {
+        case .synthetic:
+            return try SyntheticData.uniform(samples: samples, sampleShape: sampleShape, classes: classes, seed: data.seed)
+        case .gratings:
+            return try SyntheticData.gratings(samples: samples, sampleShape: sampleShape, classes: classes, seed: data.seed)
+        case .regression:
+            throw UsageError(
+                "--data regression has real-valued targets, but evaluate reports classification metrics of an image model; "
+                    + "use --data synthetic, gratings, idx:DIR or npz:FILE")
+        case .idx(let directory):
+            sets = try DatasetFiles.loadIDX(directory: directory, classes: classes)
+        case .npz(let file):
+            sets = try DatasetFiles.loadNPZ(path: file, keys: .keras, layout: nil, classes: classes)
+        }
+    } catch let error as DataFileError {
+        throw UsageError(error.description)
     }
+
+    guard sets.test.sampleShape == sampleShape, sets.classCount == classes else {
+        throw UsageError(
+            "--data \(data.source.description) has \(sets.classCount) classes of \(imageShape(of: sets.test.sampleShape)) "
+                + "images, but the checkpoint's model takes \(classes) classes of \(imageShape(of: sampleShape)); "
+                + "evaluate it on the data it was trained for")
+    }
+    guard let count = data.samples else { return sets.test }
+    guard count <= sets.test.count else {
+        throw UsageError(
+            "--samples \(count) exceeds the \(sets.test.count) test samples of --data \(data.source.description); "
+                + "give at most \(sets.test.count), or leave --samples out to use them all")
+    }
+    return try sets.test.samples(0..<count)
 }
 
 /// Turns a canonical CxHxW sample shape into the command line's HxWxC.
@@ -208,7 +246,7 @@ private func printJSON(
         "checkpoint": checkpoint.path,
         "architecture": checkpoint.architecture,
         "input": input.description,
-        "data": ["kind": data.choice.rawValue, "samples": data.samples, "seed": Int(data.seed)] as [String: Any],
+        "data": ["kind": data.source.description, "samples": report.sampleCount, "seed": Int(data.seed)] as [String: Any],
         "batch_size": batchSize,
         "backend": backend.name,
         "samples": report.sampleCount,

@@ -175,6 +175,15 @@ struct OptimizationSettings {
     }
 
     /// The optimizer in words for the configuration lines.
+    /// The tensors the optimizer keeps per trainable parameter: Adam's two moments, SGD's
+    /// velocity when it has momentum.
+    var stateTensorsPerParameter: Int {
+        switch optimizer {
+        case .adam, .adamw: 2
+        case .sgd: momentum > 0 ? 1 : 0
+        }
+    }
+
     var optimizerDescription: String {
         var details = ["learning rate \(learningRate)"]
         switch optimizer {

@@ -35,11 +35,11 @@ enum ModelChoice: RawRepresentable, CaseIterable, Equatable {
     var takesFeatures: Bool { self == .residualMLP }
 }
 
-extension DataChoice {
+extension DataSource {
     /// Whether the samples are flat feature vectors rather than CxHxW images.
     var hasFeatures: Bool {
         switch self {
-        case .synthetic, .gratings: false
+        case .synthetic, .gratings, .idx, .npz: false
         case .regression: true
         }
     }
@@ -47,7 +47,7 @@ extension DataChoice {
     /// Whether the targets are real values, trained with mean squared error, rather than labels.
     var isRegression: Bool {
         switch self {
-        case .synthetic, .gratings: false
+        case .synthetic, .gratings, .idx, .npz: false
         case .regression: true
         }
     }
@@ -57,6 +57,7 @@ extension DataChoice {
     var normalizesByDefault: Bool {
         switch self {
         case .synthetic, .gratings, .regression: false
+        case .idx, .npz: true
         }
     }
 }
@@ -71,15 +72,15 @@ enum NormalizeChoice: String, CaseIterable {
 
 /// Rejects a model and data set that do not fit together, or options that do not apply to the
 /// data, naming both sides and the fix.
-func checkCompatibility(model: ModelChoice, data: DataChoice, arguments: ParsedArguments) throws(UsageError) {
+func checkCompatibility(model: ModelChoice, data: DataSource, arguments: ParsedArguments) throws(UsageError) {
     if model.takesFeatures != data.hasFeatures {
         let dataKind = data.hasFeatures ? "flat feature vectors" : "images"
         let modelKind = model.takesFeatures ? "flat feature vectors" : "images"
         let fix = model.takesFeatures
-            ? "use an image model such as --model resnet20 with --data \(data.rawValue), or --data regression with --model \(model.rawValue)"
-            : "use --model \(ResidualMLP.name) with --data \(data.rawValue), or --data synthetic or gratings with --model \(model.rawValue)"
+            ? "use an image model such as --model resnet20 with --data \(data.description), or --data regression with --model \(model.rawValue)"
+            : "use --model \(ResidualMLP.name) with --data \(data.description), or --data synthetic or gratings with --model \(model.rawValue)"
         throw UsageError(
-            "--model \(model.rawValue) takes \(modelKind), but --data \(data.rawValue) has \(dataKind); \(fix)")
+            "--model \(model.rawValue) takes \(modelKind), but --data \(data.description) has \(dataKind); \(fix)")
     }
     guard data.hasFeatures else { return }
 
@@ -89,11 +90,11 @@ func checkCompatibility(model: ModelChoice, data: DataChoice, arguments: ParsedA
         ("augment-padding", "sets the crop of image augmentation"),
     ] where arguments.contains(option) {
         throw UsageError(
-            "--\(option) \(reason), but --data \(data.rawValue) has \(features) features per sample; remove --\(option)")
+            "--\(option) \(reason), but --data \(data.description) has \(features) features per sample; remove --\(option)")
     }
     if data.isRegression, arguments.contains("classes") {
         throw UsageError(
-            "--classes sets the number of classes, but --data \(data.rawValue) has real-valued targets; remove --classes")
+            "--classes sets the number of classes, but --data \(data.description) has real-valued targets; remove --classes")
     }
 }
 
@@ -114,7 +115,7 @@ func parseAugmentation(_ arguments: ParsedArguments, input: ImageShape) throws(U
 }
 
 /// Describes the augmentation for the configuration lines.
-func describe(_ augmentation: Augmentation?, data: DataChoice) -> String {
+func describe(_ augmentation: Augmentation?, data: DataSource) -> String {
     guard let augmentation else { return "off" }
     var text = augmentation.padding > 0
         ? "random crop from zero padding of \(augmentation.padding) pixels, random horizontal flip"

@@ -1,18 +1,9 @@
 import Foundation
 import ResNetKit
 
-enum DataChoice: String, CaseIterable {
-    /// The tutorial's random inputs and labels.
-    case synthetic
-    /// Learnable class-dependent gratings.
-    case gratings
-    /// The tutorial's regression data: y = x1 + x2 + noise from two uniform features.
-    case regression
-}
-
 let trainCommand = Command(
     name: "train",
-    summary: "train a model on synthetic data and report loss and accuracy per epoch",
+    summary: "train a model on generated or file data and report loss and accuracy per epoch",
     description: """
         Trains a residual network with sparse categorical cross-entropy, by default with Adam, or \
         with mean squared error on --data regression, where the epoch lines report R² (r2=) \
@@ -22,18 +13,18 @@ let trainCommand = Command(
         be learned, so a validation accuracy near 1/classes and a loss near ln(classes) are the \
         correct outcome; --data gratings gives images whose class can be learned. --data \
         regression is the tutorial's other job, x uniform in [-1, 1]^2 and y = x1 + x2 + noise \
-        of standard deviation 0.1, trained with --model mlp; its noise floor is an MSE of 0.01.
+        of standard deviation 0.1, trained with --model mlp; its noise floor is an MSE of 0.01. \
+        With --data idx:DIR or npz:FILE the images and labels come from files, which set --input \
+        and --classes; --samples and --validation-samples then keep the first N samples of each set.
         """,
     options: [
         Option("model", choices: ModelChoice.allCases.map(\.rawValue),
                help: "network to train; mlp is a residual MLP for --data regression", default: "tutorial"),
-        Option("input", placeholder: "HxWxC", help: "image height, width and channels", default: "224x224x3"),
-        Option("data", choices: DataChoice.allCases.map(\.rawValue),
-               help: "synthetic: uniform random pixels and labels, as the tutorial; gratings: a learnable pattern per class; regression: y = x1 + x2 + noise, for --model mlp",
-               default: "synthetic"),
-        Option("samples", placeholder: "N", help: "training samples", default: "1000"),
-        Option("validation-samples", placeholder: "N", help: "validation samples, evaluated after each epoch; 0 for none", default: "250"),
-        Option("classes", placeholder: "N", help: "number of classes", default: "10"),
+        Option("input", placeholder: "HxWxC", help: "image height, width and channels; file data takes them from its images", default: "224x224x3"),
+        dataOption,
+        Option("samples", placeholder: "N", help: "training samples; for file data, the first N of the training set, or all when absent", default: "1000"),
+        Option("validation-samples", placeholder: "N", help: "validation samples, evaluated after each epoch; 0 for none; for file data, the first N of the test set, or all when absent", default: "250"),
+        Option("classes", placeholder: "N", help: "number of classes; for file data, the largest label plus one unless N is larger", default: "10"),
         Option("epochs", placeholder: "N", help: "passes over the training samples", default: "10"),
         Option("batch-size", placeholder: "N", help: "samples per optimizer step", default: "32"),
         Option("seed", placeholder: "N", help: "seed for weights, data and shuffling", default: "1"),
@@ -48,21 +39,19 @@ let trainCommand = Command(
         winogradOption,
         saveOption,
         overwriteOption,
-    ] + optimizerOptions + outputOptions)
+    ] + dataSourceOptions + optimizerOptions + outputOptions)
 
 struct TrainSettings {
     var model: ModelChoice
     var input: ImageShape
-    var data: DataChoice
+    var data: DataSource
     var samples: Int
     var validationSamples: Int
     var classes: Int
     var epochs: Int
     var batchSize: Int
-    var optimization: OptimizationSettings
     var outputs: OutputSettings
     var seed: UInt64
-    var augmentation: Augmentation?
     var normalizes: Bool
     var threads: Int?
     var backend: BackendChoice
@@ -73,18 +62,15 @@ struct TrainSettings {
     init(_ arguments: ParsedArguments) throws(UsageError) {
         model = try arguments.choice("model", as: ModelChoice.self)
         input = try arguments.imageShape("input")
-        data = try arguments.choice("data", as: DataChoice.self)
+        data = try DataSource(parsing: arguments.string("data"))
         try checkCompatibility(model: model, data: data, arguments: arguments)
         samples = try arguments.integer("samples", in: 1...10_000_000)
         validationSamples = try arguments.integer("validation-samples", in: 0...10_000_000)
         classes = try arguments.integer("classes", in: 2...100_000)
         epochs = try arguments.integer("epochs", in: 1...1_000_000)
         batchSize = try arguments.integer("batch-size", in: 1...65_536)
-        optimization = try OptimizationSettings(
-            arguments, epochs: epochs, stepsPerEpoch: (samples + batchSize - 1) / batchSize)
         outputs = try OutputSettings(arguments)
         seed = UInt64(try arguments.integer("seed", in: 0...Int.max))
-        augmentation = try parseAugmentation(arguments, input: input)
         switch try arguments.choice("normalize", as: NormalizeChoice.self) {
         case .auto: normalizes = data.normalizesByDefault
         case .on: normalizes = true
@@ -96,8 +82,9 @@ struct TrainSettings {
         save = try checkSaveTarget(arguments)
         overwrite = arguments.flag("overwrite")
 
-        // The data sets are held in memory as float32; reject sizes that cannot fit before
-        // generating anything.
+        // Generated data sets are held in memory as float32; reject sizes that cannot fit before
+        // generating anything. File data is sized by its files.
+        guard !data.isFile else { return }
         let sampleSize = data.hasFeatures ? SyntheticData.regressionFeatures : input.height * input.width * input.channels
         let bytes = Double(samples + validationSamples) * Double(sampleSize) * 4
         let available = Double(ProcessInfo.processInfo.physicalMemory)
@@ -138,71 +125,58 @@ final class EpochPrinter: TrainingObserver {
 func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
     let settings = try TrainSettings(arguments)
     let isRegression = settings.data.isRegression
-    let shape = settings.data.hasFeatures ? TensorShape(SyntheticData.regressionFeatures) : sampleShape(settings.input)
+    let data = try loadData(arguments)
+    let shape = data.train.sampleShape
+    let optimization = try OptimizationSettings(
+        arguments, epochs: settings.epochs, stepsPerEpoch: (data.train.count + settings.batchSize - 1) / settings.batchSize)
+    let augmentation = try data.input.flatMap { input throws(UsageError) in try parseAugmentation(arguments, input: input) }
     let backend = try makeBackend(settings.backend, threads: settings.threads, winograd: settings.winograd)
 
     let model: Model
     switch settings.model {
     case .image(let architecture):
         model = try buildModel(
-            architecture, classes: settings.classes, input: settings.input, backend: backend, seed: settings.seed)
+            architecture, classes: data.classes, input: data.input ?? settings.input, backend: backend, seed: settings.seed)
     case .residualMLP:
         model = try ResidualMLP().makeModel(
-            features: shape[0], outputs: isRegression ? 1 : settings.classes, backend: backend, seed: settings.seed)
+            features: shape[0], outputs: isRegression ? 1 : data.classes, backend: backend, seed: settings.seed)
     }
-    try checkMemory(model, batch: settings.batchSize)
-    let optimizer = settings.optimization.makeOptimizer()
+    let optimizer = optimization.makeOptimizer()
+    let dataBytes = (data.train.count + (data.validation?.count ?? 0)) * shape.elementCount * MemoryLayout<Float>.size
+    try checkMemory(model, batch: settings.batchSize, stateTensorsPerParameter: optimization.stateTensorsPerParameter, dataBytes: dataBytes)
     let outputs = try TrainingOutputs(settings.outputs, optimizer: optimizer)
 
-    let dataLine = isRegression
-        ? "\(settings.data.rawValue), y = x1 + x2 + noise of standard deviation 0.1, \(settings.samples) training and \(settings.validationSamples) validation samples"
-        : "\(settings.data.rawValue), \(settings.samples) training and \(settings.validationSamples) validation samples, \(settings.classes) classes"
     printConfiguration([
         ("model", "\(model.name) (\(settings.model.summary))"),
         ("parameters", "\(groupedThousands(model.trainableParameterCount)) trainable, \(groupedThousands(model.parameterCount)) in all"),
         ("flops", String(format: "%.2f GFLOP forward, %.2f GFLOP training per image", Double(model.forwardFlops) / 1e9, Double(model.trainingFlops) / 1e9)),
-        ("input", settings.data.hasFeatures ? "\(shape[0]) features" : "\(settings.input)"),
-        ("data", dataLine),
+        ("input", data.input.map { "\($0)" } ?? "\(shape[0]) features"),
+        ("data", data.description),
         ("loss", isRegression ? Loss.meanSquaredError.rawValue : Loss.crossEntropy.rawValue),
-        ("augmentation", describe(settings.augmentation, data: settings.data)),
+        ("augmentation", describe(augmentation, data: settings.data)),
         ("epochs", "\(settings.epochs)"),
         ("batch_size", "\(settings.batchSize)"),
-        ("optimizer", settings.optimization.optimizerDescription),
-        ("schedule", settings.optimization.schedule.description),
+        ("optimizer", optimization.optimizerDescription),
+        ("schedule", optimization.schedule.description),
         ("batch_norm", BatchNormConvention.description),
         ("seed", "\(settings.seed)"),
         ("backend", backend.summary),
     ] + (settings.save.map { [("save", $0.path)] } ?? []) + settings.outputs.configurationRows)
-
-    let train: InMemoryDataset
-    let validation: InMemoryDataset?
-    switch settings.data {
-    case .synthetic:
-        train = try SyntheticData.uniform(samples: settings.samples, sampleShape: shape, classes: settings.classes, seed: settings.seed)
-        validation = settings.validationSamples == 0 ? nil : try SyntheticData.uniform(
-            samples: settings.validationSamples, sampleShape: shape, classes: settings.classes, seed: settings.seed &+ 1)
-    case .gratings:
-        train = try SyntheticData.gratings(samples: settings.samples, sampleShape: shape, classes: settings.classes, seed: settings.seed)
-        validation = settings.validationSamples == 0 ? nil : try SyntheticData.gratings(
-            samples: settings.validationSamples, sampleShape: shape, classes: settings.classes, seed: settings.seed &+ 1)
-    case .regression:
-        train = try SyntheticData.regression(samples: settings.samples, seed: settings.seed)
-        validation = settings.validationSamples == 0 ? nil : try SyntheticData.regression(
-            samples: settings.validationSamples, seed: settings.seed &+ 1)
-    }
-    let (trainInputs, validationInputs) = try normalize(train, validation, enabled: settings.normalizes)
+    let (trainInputs, validationInputs, normalization) = try normalize(
+        data.train, data.validation, enabled: settings.normalizes)
 
     let trainer = Trainer(
         model: model, loss: isRegression ? .meanSquaredError : .crossEntropy, optimizer: optimizer)
-    trainer.augmentation = settings.augmentation
-    trainer.schedule = settings.optimization.schedule
+    trainer.augmentation = augmentation
+    trainer.schedule = optimization.schedule
     let started = Date()
     let history = try trainer.fit(
         trainInputs, validation: validationInputs, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
         observer: ObserverList([EpochPrinter()] + outputs.observers))
 
     if let url = settings.save {
-        let record = trainingRecord(settings, validationSeed: settings.seed &+ 1, backend: backend, last: history.last)
+        let record = trainingRecord(
+            settings, optimization: optimization, normalization: normalization, validationSeed: settings.seed &+ 1, backend: backend, last: history.last)
         try saveTrainedModel(model, to: url, overwrite: settings.overwrite, record: record)
     }
 
@@ -222,13 +196,13 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
 /// Normalizes both data sets by the training set's per-channel statistics when `enabled`, and
 /// prints the statistics or that normalization is off.
 func normalize(_ train: InMemoryDataset, _ validation: InMemoryDataset?, enabled: Bool) throws
-    -> (InMemoryDataset, InMemoryDataset?)
+    -> (InMemoryDataset, InMemoryDataset?, Normalization?)
 {
     guard enabled else {
         printConfiguration([("normalization", "off")])
-        return (train, validation)
+        return (train, validation, nil)
     }
     let normalization = try train.channelNormalization()
     printConfiguration([("normalization", describe(normalization))])
-    return (try train.normalized(by: normalization), try validation?.normalized(by: normalization))
+    return (try train.normalized(by: normalization), try validation?.normalized(by: normalization), normalization)
 }

@@ -3,7 +3,7 @@ import XCTest
 
 /// The `resnet` tool run as a user runs it: a child process, its output and its exit status.
 final class CommandLineTests: XCTestCase {
-    private struct Run {
+    struct Run {
         var status: Int32
         var output: String
         var errors: String
@@ -14,7 +14,7 @@ final class CommandLineTests: XCTestCase {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("resnet")
     }
 
-    private func run(_ arguments: [String]) throws -> Run {
+    func run(_ arguments: [String]) throws -> Run {
         guard FileManager.default.isExecutableFile(atPath: toolURL.path) else {
             throw CocoaError(.fileNoSuchFile, userInfo: [
                 NSLocalizedDescriptionKey: "resnet not built at \(toolURL.path); run scripts/test.sh, which builds it"
