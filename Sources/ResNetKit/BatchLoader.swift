@@ -96,13 +96,14 @@ final class BatchLoader {
         pending.wait()
     }
 
-    /// Starts an epoch; with prefetching, its first batch is prepared in the background at once.
-    func begin(_ plan: EpochPlan) {
+    /// Starts an epoch at `step` (0 unless resuming in the middle of it); with prefetching, that
+    /// step's batch is prepared in the background at once.
+    func begin(_ plan: EpochPlan, at step: Int = 0) {
         pending.wait()
         self.plan = plan
-        nextStep = 0
-        if prefetches, plan.stepCount > 0 {
-            schedule(step: 0)
+        nextStep = step
+        if prefetches, step < plan.stepCount {
+            schedule(step: step)
         }
     }
 

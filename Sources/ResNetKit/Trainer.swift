@@ -1,7 +1,7 @@
 import Dispatch
 
 /// The results of one epoch, as Keras's `fit` reports them.
-public struct EpochMetrics: Sendable {
+public struct EpochMetrics: Sendable, Codable {
     public var epoch: Int
     /// Mean training loss over the epoch's samples.
     public var loss: Double
@@ -31,6 +31,29 @@ public struct Evaluation: Sendable {
     public var accuracy: Double?
     /// R² = 1 - SSE/SST over the samples; nil for classification.
     public var r2: Double?
+}
+
+/// A place in a training run to continue from: the epoch under way and the steps of it already
+/// taken, with the epoch's running sums so that its metrics cover all of its steps.
+public struct ResumePoint: Sendable, Equatable, Codable {
+    /// The epoch to continue, from 1.
+    public var epoch: Int
+    /// The steps of that epoch already taken.
+    public var step: Int
+    /// The sum over the steps taken of each batch's mean loss times its size.
+    public var lossSum: Double
+    /// Correct predictions in the steps taken.
+    public var correct: Int
+    /// Samples in the steps taken.
+    public var seen: Int
+
+    public init(epoch: Int, step: Int, lossSum: Double = 0, correct: Int = 0, seen: Int = 0) {
+        self.epoch = epoch
+        self.step = step
+        self.lossSum = lossSum
+        self.correct = correct
+        self.seen = seen
+    }
 }
 
 /// Receives progress from `Trainer.fit`.
@@ -69,6 +92,12 @@ public final class Trainer {
     /// The schedule that sets `optimizer.learningRate` before each step of `fit`, or nil to
     /// leave the rate as it is.
     public var schedule: LearningRateSchedule?
+    /// Checked by `fit` after each step; when it returns true, `fit` stops and records where
+    /// in `stoppedAt`. A stop requested on an epoch's last step takes effect after that
+    /// epoch's validation.
+    public var shouldStop: (() -> Bool)?
+    /// Where the last `fit` stopped on request, or nil when it ran to the end.
+    public private(set) var stoppedAt: ResumePoint?
     private var batchBuffer: [Float] = []
     private var preparedBatch = 0
 
@@ -160,11 +189,16 @@ public final class Trainer {
     /// evaluates on `validation` after each. A short last batch is kept, and metrics weigh each
     /// batch by its size. With `augmentation` set, each training image is cropped and flipped
     /// at random from `seed`, the epoch and the step.
+    ///
+    /// Starting from `resumePoint` continues a run that stopped there: the epoch's shuffle and
+    /// augmentation depend only on `seed`, the epoch and the step, so with the weights and the
+    /// optimizer state restored, the rest of the run repeats what an uninterrupted one does.
     @discardableResult
     public func fit(
         _ train: Dataset, validation: Dataset?, epochs: Int, batchSize: Int, seed: UInt64,
-        observer: TrainingObserver? = nil
+        observer: TrainingObserver? = nil, from resumePoint: ResumePoint? = nil
     ) throws -> [EpochMetrics] {
+        stoppedAt = nil
         guard batchSize > 0, epochs > 0, train.count > 0 else {
             throw BackendError("fit", "needs a positive batch size, epoch count and sample count")
         }
@@ -175,22 +209,31 @@ public final class Trainer {
         if let schedule, schedule.stepsPerEpoch != steps {
             throw BackendError("fit", "the schedule has \(schedule.stepsPerEpoch) steps per epoch, but the data gives \(steps)")
         }
+        let start = resumePoint ?? ResumePoint(epoch: 1, step: 0)
+        guard (1...epochs).contains(start.epoch), (0..<steps).contains(start.step) else {
+            throw BackendError(
+                "fit", "cannot resume at epoch \(start.epoch), step \(start.step) of a run of \(epochs) epochs of \(steps) steps")
+        }
         var history: [EpochMetrics] = []
 
-        for epoch in 1...epochs {
+        for epoch in start.epoch...epochs {
+            let resumes = epoch == start.epoch && start.step > 0
+            let firstStep = resumes ? start.step : 0
             observer?.epochWillBegin(epoch: epoch, epochs: epochs, steps: steps)
             let started = DispatchTime.now()
             var order = Array(0..<train.count)
             var generator = SeededGenerator(seed: seed, stream: UInt64(epoch))
             order.shuffle(using: &generator)
             loader.begin(
-                EpochPlan(dataset: train, order: order, batchSize: batchSize, augmentation: augmentation, seed: seed, epoch: epoch))
+                EpochPlan(dataset: train, order: order, batchSize: batchSize, augmentation: augmentation, seed: seed, epoch: epoch),
+                at: firstStep)
 
-            var total = 0.0
-            var correct = 0
-            var seen = 0
+            var total = resumes ? start.lossSum : 0
+            var correct = resumes ? start.correct : 0
+            var seen = resumes ? start.seen : 0
             var regression = RegressionTotals()
-            for step in 0..<steps {
+            var stopAfterEpoch = false
+            for step in firstStep..<steps {
                 let batch = loader.next()
                 let x = try backend.makeTensor(copying: batch.inputs, shape: batch.shape)
                 if let schedule {
@@ -211,13 +254,22 @@ public final class Trainer {
                 }
                 let accuracy = train.classCount == nil ? nil : Double(correct) / Double(seen)
                 observer?.stepDidEnd(step: step + 1, steps: steps, loss: total / Double(seen), accuracy: accuracy)
+
+                if shouldStop?() == true {
+                    guard step + 1 == steps else {
+                        stoppedAt = ResumePoint(epoch: epoch, step: step + 1, lossSum: total, correct: correct, seen: seen)
+                        return history
+                    }
+                    stopAfterEpoch = true
+                }
             }
             let trainingSeconds = seconds(since: started)
 
             var metrics = EpochMetrics(
                 epoch: epoch, loss: total / Double(seen),
                 accuracy: train.classCount == nil ? nil : Double(correct) / Double(seen),
-                trainingSeconds: trainingSeconds, seconds: 0, samples: seen, learningRate: optimizer.learningRate)
+                trainingSeconds: trainingSeconds, seconds: 0, samples: seen - (resumes ? start.seen : 0),
+                learningRate: optimizer.learningRate)
             metrics.r2 = train.classCount == nil ? regression.r2 : nil
             if let validation {
                 let result = try evaluation(of: validation, batchSize: batchSize)
@@ -228,6 +280,10 @@ public final class Trainer {
             metrics.seconds = seconds(since: started)
             history.append(metrics)
             observer?.epochDidEnd(metrics, epochs: epochs)
+            if stopAfterEpoch, epoch < epochs {
+                stoppedAt = ResumePoint(epoch: epoch + 1, step: 0)
+                return history
+            }
         }
         return history
     }

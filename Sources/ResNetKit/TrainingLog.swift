@@ -60,11 +60,12 @@ public final class TrainingLog: TrainingObserver {
     private var stepsPerEpoch = 0
     private var epochStart = DispatchTime.now()
 
-    /// Creates or truncates the file at `path`. `optimizer` supplies the learning rate of step
-    /// lines.
-    public init(path: String, stepInterval: Int? = nil, optimizer: Optimizer? = nil) throws {
+    /// Creates or truncates the file at `path`, or adds to its end when `appending`, as a
+    /// resumed run does. `optimizer` supplies the learning rate of step lines.
+    public init(path: String, stepInterval: Int? = nil, optimizer: Optimizer? = nil, appending: Bool = false) throws {
         precondition(stepInterval.map { $0 > 0 } ?? true, "stepInterval must be positive")
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let mode = appending ? O_APPEND : O_TRUNC
+        let descriptor = open(path, O_WRONLY | O_CREAT | mode | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw OutputFileError(path: path, reason: String(cString: strerror(errno)))
         }

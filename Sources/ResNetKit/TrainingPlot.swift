@@ -208,10 +208,12 @@ public final class TrainingPlotWriter: TrainingObserver {
     public var onWriteError: ((Error) -> Void)?
     private var epochs = 0
 
-    /// Checks that `path` can be written, without writing it yet.
-    public init(path: String) throws {
+    /// Checks that `path` can be written, without writing it yet. A resumed run passes the
+    /// epochs it trained before in `history`.
+    public init(path: String, history: [EpochMetrics] = []) throws {
         try OutputFile.checkWritable(path)
         self.path = path
+        self.history = history
     }
 
     public func epochWillBegin(epoch: Int, epochs: Int, steps: Int) {

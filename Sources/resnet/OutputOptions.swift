@@ -55,14 +55,18 @@ final class TrainingOutputs {
 
     /// Opens the log and checks that the plot can be written, so that a bad path fails before
     /// training with exit status 2. Write errors during training print a warning at once.
-    init(_ settings: OutputSettings, optimizer: Optimizer) throws(UsageError) {
+    ///
+    /// A resumed run adds to the log and draws the plot from `history`, the epochs before it.
+    init(_ settings: OutputSettings, optimizer: Optimizer, resumedHistory history: [EpochMetrics]? = nil) throws(UsageError) {
         do {
-            log = try settings.logPath.map { try TrainingLog(path: $0, stepInterval: settings.logInterval, optimizer: optimizer) }
+            log = try settings.logPath.map {
+                try TrainingLog(path: $0, stepInterval: settings.logInterval, optimizer: optimizer, appending: history != nil)
+            }
         } catch {
             throw Self.openError(error, option: "log", path: settings.logPath)
         }
         do {
-            plot = try settings.plotPath.map { try TrainingPlotWriter(path: $0) }
+            plot = try settings.plotPath.map { try TrainingPlotWriter(path: $0, history: history ?? []) }
         } catch {
             throw Self.openError(error, option: "plot", path: settings.plotPath)
         }

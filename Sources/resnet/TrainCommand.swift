@@ -39,6 +39,7 @@ let trainCommand = Command(
         winogradOption,
         saveOption,
         overwriteOption,
+        resumeOption,
     ] + dataSourceOptions + optimizerOptions + outputOptions)
 
 struct TrainSettings {
@@ -122,7 +123,10 @@ final class EpochPrinter: TrainingObserver {
     }
 }
 
-func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
+func runTrain(_ given: ParsedArguments) throws -> Int32 {
+    let resumed = given.contains("resume") ? try ResumedRun(given) : nil
+    let arguments = resumed?.arguments ?? given
+    let commandLine = resumed?.recordedArguments ?? Array(CommandLine.arguments.dropFirst(2))
     let settings = try TrainSettings(arguments)
     let isRegression = settings.data.isRegression
     let data = try loadData(arguments)
@@ -144,7 +148,10 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
     let optimizer = optimization.makeOptimizer()
     let dataBytes = (data.train.count + (data.validation?.count ?? 0)) * shape.elementCount * MemoryLayout<Float>.size
     try checkMemory(model, batch: settings.batchSize, stateTensorsPerParameter: optimization.stateTensorsPerParameter, dataBytes: dataBytes)
-    let outputs = try TrainingOutputs(settings.outputs, optimizer: optimizer)
+    if let resumed {
+        try resumed.restore(into: model, optimizer: optimizer)
+    }
+    let outputs = try TrainingOutputs(settings.outputs, optimizer: optimizer, resumedHistory: resumed?.history)
 
     printConfiguration([
         ("model", "\(model.name) (\(settings.model.summary))"),
@@ -161,7 +168,8 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         ("batch_norm", BatchNormConvention.description),
         ("seed", "\(settings.seed)"),
         ("backend", backend.summary),
-    ] + (settings.save.map { [("save", $0.path)] } ?? []) + settings.outputs.configurationRows)
+    ] + (settings.save.map { [("save", $0.path)] } ?? []) + settings.outputs.configurationRows
+        + (resumed.map { [("resumed", "from \($0.checkpoint.path) at epoch \($0.point.epoch), step \($0.point.step)")] } ?? []))
     let (trainInputs, validationInputs, normalization) = try normalize(
         data.train, data.validation, enabled: settings.normalizes)
 
@@ -169,14 +177,27 @@ func runTrain(_ arguments: ParsedArguments) throws -> Int32 {
         model: model, loss: isRegression ? .meanSquaredError : .crossEntropy, optimizer: optimizer)
     trainer.augmentation = augmentation
     trainer.schedule = optimization.schedule
+    Interruption.install()
+    trainer.shouldStop = { Interruption.receivedSignal != nil }
     let started = Date()
     let history = try trainer.fit(
         trainInputs, validation: validationInputs, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
-        observer: ObserverList([EpochPrinter()] + outputs.observers))
+        observer: ObserverList([EpochPrinter()] + outputs.observers), from: resumed?.point)
+    let record = trainingRecord(
+        settings, optimization: optimization, normalization: normalization, validationSeed: settings.seed &+ 1,
+        backend: backend, last: history.last)
 
+    if let point = trainer.stoppedAt, let signal = Interruption.receivedSignal {
+        let url = try saveInterruptedRun(
+            model: model, optimizer: optimizer, point: point, history: (resumed?.history ?? []) + history,
+            arguments: commandLine, record: record, save: settings.save)
+        let steps = (data.train.count + settings.batchSize - 1) / settings.batchSize
+        print("")
+        print("interrupted by \(Interruption.name(of: signal)) after step \(point.step) of \(steps) in epoch \(point.epoch); saved the run to \(url.path)")
+        print("resume with: resnet train --resume \(url.path)")
+        return Interruption.exitCode(for: signal)
+    }
     if let url = settings.save {
-        let record = trainingRecord(
-            settings, optimization: optimization, normalization: normalization, validationSeed: settings.seed &+ 1, backend: backend, last: history.last)
         try saveTrainedModel(model, to: url, overwrite: settings.overwrite, record: record)
     }
 

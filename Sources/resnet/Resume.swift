@@ -1,0 +1,132 @@
+import Foundation
+import ResNetKit
+
+let resumeOption = Option(
+    "resume", placeholder: "FILE",
+    help: "continue the run that an interrupted 'resnet train' saved to FILE, with the options recorded in it; "
+        + "only --threads may be given beside it")
+
+/// Metadata entries of a checkpoint written when training was interrupted.
+enum ResumeKey {
+    /// The options of the run after `train`, as a JSON array of strings.
+    static let arguments = "resume.arguments"
+    /// Where to continue, as JSON of `ResumePoint`.
+    static let point = "resume.point"
+    /// The epochs finished before the interruption, as JSON of `[EpochMetrics]`.
+    static let history = "resume.history"
+    static let optimizerSteps = "resume.optimizer_steps"
+}
+
+/// A run to continue, read from a checkpoint that an interrupted `resnet train` wrote.
+struct ResumedRun {
+    let checkpoint: Checkpoint
+    /// The run's options as first given, after `train`.
+    let recordedArguments: [String]
+    /// The options to continue with: the recorded ones, with `--threads` replaced when given.
+    let arguments: ParsedArguments
+    let point: ResumePoint
+    let history: [EpochMetrics]
+    let optimizerSteps: Int
+
+    init(_ given: ParsedArguments) throws(UsageError) {
+        let path = try given.string("resume")
+        if let other = trainCommand.options.map(\.name).first(where: { $0 != "resume" && $0 != "threads" && given.contains($0) }) {
+            throw UsageError(
+                "--\(other) cannot be given with --resume, which continues the run with the options recorded in "
+                    + "\(path); remove --\(other)")
+        }
+        do {
+            checkpoint = try Checkpoint(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw UsageError("--resume \(error)")
+        }
+
+        let entries = checkpoint.entries
+        guard let argumentsText = entries[ResumeKey.arguments], let pointText = entries[ResumeKey.point],
+            let historyText = entries[ResumeKey.history], let stepsText = entries[ResumeKey.optimizerSteps]
+        else {
+            throw UsageError(
+                "--resume \(path) holds a model but no interrupted run (it was written by --save at the end of "
+                    + "training); evaluate it with 'resnet evaluate --checkpoint \(path)', or train again")
+        }
+        let decoder = JSONDecoder()
+        guard let recorded = try? decoder.decode([String].self, from: Data(argumentsText.utf8)),
+            let point = try? decoder.decode(ResumePoint.self, from: Data(pointText.utf8)),
+            let history = try? decoder.decode([EpochMetrics].self, from: Data(historyText.utf8)),
+            let optimizerSteps = Int(stepsText), optimizerSteps >= 0
+        else {
+            throw UsageError("--resume \(path): the entries of the interrupted run are malformed; the file is damaged")
+        }
+        self.recordedArguments = recorded
+        self.point = point
+        self.history = history
+        self.optimizerSteps = optimizerSteps
+
+        var continued = recorded
+        if given.contains("threads") {
+            if let index = continued.firstIndex(of: "--threads"), index + 1 < continued.count {
+                continued.removeSubrange(index...index + 1)
+            }
+            continued.removeAll { $0.hasPrefix("--threads=") }
+            continued += ["--threads", try given.string("threads")]
+        }
+        do {
+            arguments = try ParsedArguments(parsing: continued, for: trainCommand, program: given.program)
+        } catch {
+            throw UsageError("--resume \(path) records options that no longer parse: \(error)")
+        }
+    }
+
+    /// Puts the saved weights, batch-norm statistics and optimizer state into `model` and
+    /// `optimizer`.
+    func restore(into model: Model, optimizer: Optimizer) throws {
+        do {
+            try checkpoint.restore(into: model)
+        } catch let error as CheckpointError {
+            throw UsageError("--resume \(error)")
+        }
+        var state: [(name: String, tensor: Tensor)] = []
+        for name in checkpoint.stateTensorNames {
+            let (shape, values) = try checkpoint.stateTensor(named: name)
+            let tensor = try model.backend.makeTensor(values, shape: shape)
+            state.append((String(name.dropFirst(Checkpoint.stateTensorPrefix.count)), tensor))
+        }
+        try optimizer.restoreState(state, stepCount: optimizerSteps)
+    }
+}
+
+/// Writes the state of an interrupted run next to `--save`'s file, or in the working directory,
+/// under a new name, and returns its path. An existing file is never replaced.
+func saveInterruptedRun(
+    model: Model, optimizer: Optimizer, point: ResumePoint, history: [EpochMetrics], arguments: [String],
+    record: [String: String], save: URL?
+) throws -> URL {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.dateFormat = "yyyyMMdd-HHmmss"
+    let stamp = formatter.string(from: Date())
+    let directory = save?.deletingLastPathComponent() ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    let stem = save.map { $0.deletingPathExtension().lastPathComponent + "-interrupted" } ?? "resnet-interrupted"
+
+    let encoder = JSONEncoder()
+    var entries = record
+    entries[ResumeKey.arguments] = String(decoding: try encoder.encode(arguments), as: UTF8.self)
+    entries[ResumeKey.point] = String(decoding: try encoder.encode(point), as: UTF8.self)
+    entries[ResumeKey.history] = String(decoding: try encoder.encode(history), as: UTF8.self)
+    entries[ResumeKey.optimizerSteps] = String(optimizer.stepCount)
+    let state = try optimizer.stateTensors().map { name, tensor in
+        (name: Checkpoint.stateTensorPrefix + name, shape: tensor.shape, values: try model.backend.values(of: tensor))
+    }
+
+    for attempt in 0..<100 {
+        let suffix = attempt == 0 ? "" : "-\(attempt)"
+        let url = directory.appendingPathComponent("\(stem)-\(stamp)\(suffix).safetensors")
+        do {
+            try Checkpoint.save(model, to: url, entries: entries, stateTensors: state, replacingExisting: false)
+            return url
+        } catch let error as FileWriteError where error.kind == .exists {
+            continue
+        }
+    }
+    throw UsageError("could not find a free file name for the interrupted run in \(directory.path)")
+}
