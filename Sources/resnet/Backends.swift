@@ -80,6 +80,10 @@ func availableMemoryBytes() -> Int {
 func checkMemory(_ model: Model, batch: Int, stateTensorsPerParameter: Int = 2, dataBytes: Int = 0) throws {
     let plan = MemoryPlan(
         model: model, batch: batch, stateTensorsPerParameter: stateTensorsPerParameter, dataBytes: dataBytes)
+    try checkMemory(plan, model: model, batch: batch, stateTensorsPerParameter: stateTensorsPerParameter)
+}
+
+func checkMemory(_ plan: MemoryPlan, model: Model, batch: Int, stateTensorsPerParameter: Int) throws {
     let available = availableMemoryBytes()
     guard plan.total > available else { return }
 

@@ -3,8 +3,8 @@ import Foundation
 /// Catches SIGINT and SIGTERM during training so that the current step can finish and a
 /// checkpoint can be written before the process exits.
 ///
-/// The first signal only records its number. The handler then restores the default action, so
-/// a second signal ends the process at once; checkpoints are written to a temporary name and
+/// The first signal only records its number, and the handler then restores the default action,
+/// so a second signal ends the process at once. Checkpoints are written to a temporary name and
 /// renamed, so that cannot leave a damaged one behind.
 enum Interruption {
     private static let received: UnsafeMutablePointer<Int32> = {
@@ -30,12 +30,16 @@ enum Interruption {
         return number == 0 ? nil : number
     }
 
-    /// The exit code a shell reports for a process ended by `number`: 128 plus the number.
+    /// Returns the exit code a shell reports for a process ended by `number`: 128 plus the number.
     static func exitCode(for number: Int32) -> Int32 {
         128 + number
     }
 
     static func name(of number: Int32) -> String {
-        number == SIGINT ? "SIGINT" : number == SIGTERM ? "SIGTERM" : "signal \(number)"
+        switch number {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        default: "signal \(number)"
+        }
     }
 }

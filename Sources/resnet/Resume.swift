@@ -10,7 +10,7 @@ let resumeOption = Option(
 enum ResumeKey {
     /// The options of the run after `train`, as a JSON array of strings.
     static let arguments = "resume.arguments"
-    /// Where to continue, as JSON of `ResumePoint`.
+    /// The place to continue from, as JSON of `ResumePoint`.
     static let point = "resume.point"
     /// The epochs finished before the interruption, as JSON of `[EpochMetrics]`.
     static let history = "resume.history"
@@ -22,15 +22,15 @@ struct ResumedRun {
     let checkpoint: Checkpoint
     /// The run's options as first given, after `train`.
     let recordedArguments: [String]
-    /// The options to continue with: the recorded ones, with `--threads` replaced when given.
+    /// The options to continue with: the recorded ones, with `--threads` replaced when options.
     let arguments: ParsedArguments
     let point: ResumePoint
     let history: [EpochMetrics]
     let optimizerSteps: Int
 
-    init(_ given: ParsedArguments) throws(UsageError) {
-        let path = try given.string("resume")
-        if let other = trainCommand.options.map(\.name).first(where: { $0 != "resume" && $0 != "threads" && given.contains($0) }) {
+    init(_ options: ParsedArguments) throws(UsageError) {
+        let path = try options.string("resume")
+        if let other = trainCommand.options.map(\.name).first(where: { $0 != "resume" && $0 != "threads" && options.contains($0) }) {
             throw UsageError(
                 "--\(other) cannot be given with --resume, which continues the run with the options recorded in "
                     + "\(path); remove --\(other)")
@@ -63,15 +63,15 @@ struct ResumedRun {
         self.optimizerSteps = optimizerSteps
 
         var continued = recorded
-        if given.contains("threads") {
+        if options.contains("threads") {
             if let index = continued.firstIndex(of: "--threads"), index + 1 < continued.count {
                 continued.removeSubrange(index...index + 1)
             }
             continued.removeAll { $0.hasPrefix("--threads=") }
-            continued += ["--threads", try given.string("threads")]
+            continued += ["--threads", try options.string("threads")]
         }
         do {
-            arguments = try ParsedArguments(parsing: continued, for: trainCommand, program: given.program)
+            arguments = try ParsedArguments(parsing: continued, for: trainCommand, program: options.program)
         } catch {
             throw UsageError("--resume \(path) records options that no longer parse: \(error)")
         }

@@ -40,6 +40,7 @@ let trainCommand = Command(
         saveOption,
         overwriteOption,
         resumeOption,
+        Option(flag: "dry-run", help: "load the data, build the model and print the configuration and the memory plan (parameters, gradients, optimizer state, activations, workspace, data), then stop before training"),
     ] + dataSourceOptions + optimizerOptions + outputOptions)
 
 struct TrainSettings {
@@ -123,9 +124,9 @@ final class EpochPrinter: TrainingObserver {
     }
 }
 
-func runTrain(_ given: ParsedArguments) throws -> Int32 {
-    let resumed = given.contains("resume") ? try ResumedRun(given) : nil
-    let arguments = resumed?.arguments ?? given
+func runTrain(_ options: ParsedArguments) throws -> Int32 {
+    let resumed = options.contains("resume") ? try ResumedRun(options) : nil
+    let arguments = resumed?.arguments ?? options
     let commandLine = resumed?.recordedArguments ?? Array(CommandLine.arguments.dropFirst(2))
     let settings = try TrainSettings(arguments)
     let isRegression = settings.data.isRegression
@@ -147,11 +148,18 @@ func runTrain(_ given: ParsedArguments) throws -> Int32 {
     }
     let optimizer = optimization.makeOptimizer()
     let dataBytes = (data.train.count + (data.validation?.count ?? 0)) * shape.elementCount * MemoryLayout<Float>.size
-    try checkMemory(model, batch: settings.batchSize, stateTensorsPerParameter: optimization.stateTensorsPerParameter, dataBytes: dataBytes)
+    let stateTensors = optimization.stateTensorsPerParameter
+    let plan = MemoryPlan(model: model, batch: settings.batchSize, stateTensorsPerParameter: stateTensors, dataBytes: dataBytes)
+    let dryRun = arguments.flag("dry-run")
+    if !dryRun {
+        try checkMemory(plan, model: model, batch: settings.batchSize, stateTensorsPerParameter: stateTensors)
+    }
     if let resumed {
         try resumed.restore(into: model, optimizer: optimizer)
     }
-    let outputs = try TrainingOutputs(settings.outputs, optimizer: optimizer, resumedHistory: resumed?.history)
+    // A dry run writes nothing; a real one opens the log and checks the plot's path before
+    // printing anything, so that a bad path ends the run at once.
+    let outputs = dryRun ? nil : try TrainingOutputs(settings.outputs, optimizer: optimizer, resumedHistory: resumed?.history)
 
     printConfiguration([
         ("model", "\(model.name) (\(settings.model.summary))"),
@@ -170,6 +178,12 @@ func runTrain(_ given: ParsedArguments) throws -> Int32 {
         ("backend", backend.summary),
     ] + (settings.save.map { [("save", $0.path)] } ?? []) + settings.outputs.configurationRows
         + (resumed.map { [("resumed", "from \($0.checkpoint.path) at epoch \($0.point.epoch), step \($0.point.step)")] } ?? []))
+    if dryRun {
+        printMemoryPlan(plan)
+        try checkMemory(plan, model: model, batch: settings.batchSize, stateTensorsPerParameter: stateTensors)
+        print("dry run: the plan fits; no training done")
+        return 0
+    }
     let (trainInputs, validationInputs, normalization) = try normalize(
         data.train, data.validation, enabled: settings.normalizes)
 
@@ -182,7 +196,7 @@ func runTrain(_ given: ParsedArguments) throws -> Int32 {
     let started = Date()
     let history = try trainer.fit(
         trainInputs, validation: validationInputs, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
-        observer: ObserverList([EpochPrinter()] + outputs.observers), from: resumed?.point)
+        observer: ObserverList([EpochPrinter()] + (outputs?.observers ?? [])), from: resumed?.point)
     let record = trainingRecord(
         settings, optimization: optimization, normalization: normalization, validationSeed: settings.seed &+ 1,
         backend: backend, last: history.last)
@@ -208,7 +222,7 @@ func runTrain(_ given: ParsedArguments) throws -> Int32 {
         format: "done: %d %@ in %.1fs, training %.1f img/s, peak resident memory %.0f MB", history.count,
         history.count == 1 ? "epoch" : "epochs", elapsed,
         Double(images) / trainingSeconds, Double(peakResidentBytes()) / 1e6))
-    if let failure = outputs.failure {
+    if let failure = outputs?.failure {
         exitWithError(failure, code: ExitCode.failure)
     }
     return 0

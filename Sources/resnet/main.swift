@@ -4,7 +4,7 @@ import ResNetKit
 let program = Program(
     name: "resnet",
     description: "Defines, trains and compares residual networks on the CPU, with oneDNN or pure-Swift kernels.",
-    commands: [trainCommand, evaluateCommand, compareCommand, benchCommand, summaryCommand])
+    commands: [trainCommand, evaluateCommand, predictCommand, compareCommand, benchCommand, summaryCommand])
 
 // Line-buffered output, so that a pipe or a log file receives each epoch's line as it ends.
 setvbuf(stdout, nil, _IOLBF, 0)
@@ -18,6 +18,7 @@ do {
         switch command.name {
         case "train": status = try runTrain(arguments)
         case "evaluate": status = try runEvaluate(arguments)
+        case "predict": status = try runPredict(arguments)
         case "compare": status = try runCompare(arguments)
         case "bench": status = try runBench(arguments)
         case "summary": status = try runSummary(arguments)

@@ -178,6 +178,14 @@ final class FileDatasetTests: XCTestCase {
                 xTrain: npyUint8([1, 3, 2, 3], Array(0..<18)), yTrain: npyUint8([1], [1]),
                 xTest: npyUint8([1, 3, 2, 3], Array(0..<18)), yTest: npyUint8([1], [0])), nil,
              ["shape (1, 3, 2, 3)", "channels-last", "channels-first"]),
+            ("nan-pixel", kerasArchive(
+                xTrain: npyFloat32([3, 2, 2], [0, 1, 0, 1, 0, 1, 0, .nan, 0, 1, 0, 1]), yTrain: labels,
+                xTest: npyFloat32([3, 2, 2], Array(repeating: 0.5, count: 12)), yTest: labels), nil,
+             ["member x_train.npy", "value nan in image 1 (element 7)", "finite"]),
+            ("infinite-pixel", kerasArchive(
+                xTrain: npyFloat32([3, 2, 2], Array(repeating: 0.5, count: 12)), yTrain: labels,
+                xTest: npyFloat32([3, 2, 2], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -.infinity]), yTest: labels), nil,
+             ["member x_test.npy", "value -inf in image 2"]),
             ("missing-test", Bytes.zip([.init("x_train.npy", images, deflated: false), .init("y_train.npy", labels, deflated: false)]),
              nil, ["no array 'x_test'"]),
         ]

@@ -43,9 +43,9 @@ def run_ours(args):
                 epochs.append({"epoch": int(match.group(1)), "val_accuracy": float(match.group(2)),
                                "time": round(elapsed, 2)})
                 if args.stop_at and epochs[-1]["val_accuracy"] >= args.stop_at:
-                    process.terminate()
+                    process.kill()
                     break
-    if process.returncode not in (0, -15) or not epochs:
+    if process.returncode not in (0, -9) or not epochs:
         sys.exit(f"error: our run failed with exit code {process.returncode}")
     return epochs
 

@@ -120,7 +120,7 @@ def main():
         lr=args.learning_rate, momentum=args.momentum, nesterov=True)
     steps = math.ceil(len(x_train) / args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.learning_rate, epochs=args.epochs, steps_per_epoch=steps)
+        optimizer, max_lr=args.learning_rate, epochs=args.epochs, steps_per_epoch=steps, cycle_momentum=False)
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(args.seed)
 

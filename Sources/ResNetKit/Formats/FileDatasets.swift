@@ -180,6 +180,12 @@ public enum DatasetFiles {
 
         let resolved = dims.count == 4 ? try layout ?? detectLayout(dims, images: images) : nil
         var values = images.array.floats()
+        if images.array.isFloatingPoint, let bad = values.firstIndex(where: { !$0.isFinite }) {
+            let imageSize = dims.dropFirst().reduce(1, *)
+            throw images.error(
+                "has the value \(values[bad]) in image \(bad / imageSize) (element \(bad)); every pixel must be a finite "
+                    + "number, so replace or drop that image")
+        }
         let isScaled: Bool
         if case .uint8 = images.array.storage {
             for index in values.indices { values[index] /= 255 }
@@ -245,5 +251,29 @@ public enum DatasetFiles {
             throw labels.error("has label \(values[index]) at index \(index); expected class indices of at least 0")
         }
         return values
+    }
+}
+
+extension DatasetFiles {
+    /// Images read from an NPY file for prediction, scaled as the training loaders scale them.
+    public struct Images: Sendable {
+        /// Per-image shape, C x H x W.
+        public var sampleShape: TensorShape
+        public var count: Int
+        /// The images one after another, each C x H x W.
+        public var inputs: [Float]
+        /// Whether the values were divided by 255, which happens for `uint8` images only.
+        public var isScaled: Bool
+    }
+
+    /// Reads images from the NPY file at `path`: N x H x W, N x H x W x C, N x C x H x W, or
+    /// one H x W image. `uint8` values are divided by 255, as `loadIDX` and `loadNPZ` do.
+    public static func loadImages(npy path: String, layout: ImageLayout? = nil) throws -> Images {
+        var array = try NPYFile.read(path: path)
+        if array.shape.count == 2 {
+            array = try NumericArray(shape: [1] + array.shape, storage: array.storage)
+        }
+        let images = try imageSamples(NamedArray(array, DataFileLocation(file: path, member: nil)), layout: layout)
+        return Images(sampleShape: images.shape, count: images.count, inputs: images.inputs, isScaled: images.isScaled)
     }
 }
