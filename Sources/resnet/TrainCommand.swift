@@ -157,7 +157,7 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
     if let resumed {
         try resumed.restore(into: model, optimizer: optimizer)
     }
-    // A dry run writes nothing; a real one opens the log and checks the plot's path before
+    // A dry run writes nothing. A real one opens the log and checks the plot's path before
     // printing anything, so that a bad path ends the run at once.
     let outputs = dryRun ? nil : try TrainingOutputs(settings.outputs, optimizer: optimizer, resumedHistory: resumed?.history)
 
