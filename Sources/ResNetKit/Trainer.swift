@@ -96,7 +96,7 @@ public final class Trainer {
     /// in `stoppedAt`. A stop requested on an epoch's last step takes effect after that
     /// epoch's validation.
     public var shouldStop: (() -> Bool)?
-    /// Where the last `fit` stopped on request, or nil when it ran to the end.
+    /// The point at which the last `fit` stopped on request, or nil when it ran to the end.
     public private(set) var stoppedAt: ResumePoint?
     private var batchBuffer: [Float] = []
     private var preparedBatch = 0
@@ -190,9 +190,9 @@ public final class Trainer {
     /// batch by its size. With `augmentation` set, each training image is cropped and flipped
     /// at random from `seed`, the epoch and the step.
     ///
-    /// Starting from `resumePoint` continues a run that stopped there: the epoch's shuffle and
-    /// augmentation depend only on `seed`, the epoch and the step, so with the weights and the
-    /// optimizer state restored, the rest of the run repeats what an uninterrupted one does.
+    /// Starting from `resumePoint` continues a run that stopped there. Each epoch's shuffle and
+    /// augmentation depend only on `seed`, the epoch and the step. So once the weights and the
+    /// optimizer state are restored, the rest of the run repeats what an uninterrupted one does.
     @discardableResult
     public func fit(
         _ train: Dataset, validation: Dataset?, epochs: Int, batchSize: Int, seed: UInt64,

@@ -46,7 +46,7 @@ struct ResumedRun {
             let historyText = entries[ResumeKey.history], let stepsText = entries[ResumeKey.optimizerSteps]
         else {
             throw UsageError(
-                "--resume \(path) holds a model but no interrupted run (it was written by --save at the end of "
+                "--resume \(path) contains a model but no interrupted run (it was written by --save at the end of "
                     + "training); evaluate it with 'resnet evaluate --checkpoint \(path)', or train again")
         }
         let decoder = JSONDecoder()

@@ -4,12 +4,6 @@ import XCTest
 
 /// `resnet train --save` and `resnet evaluate`, run as a user runs them.
 final class CheckpointCommandLineTests: XCTestCase {
-    private struct Run {
-        var status: Int32
-        var output: String
-        var errors: String
-    }
-
     private var directory: URL!
 
     /// A one-epoch gratings job small enough to train in about a second.
@@ -27,22 +21,8 @@ final class CheckpointCommandLineTests: XCTestCase {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    private func run(_ arguments: [String]) throws -> Run {
-        let tool = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("resnet")
-        let process = Process()
-        process.executableURL = tool
-        process.arguments = arguments
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(
-            status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
-            errors: String(decoding: errorData, as: UTF8.self))
+    private func run(_ arguments: [String]) throws -> CommandLineTests.Run {
+        try CommandLineTests.run(arguments)
     }
 
     /// Returns the value after `key=` in `line`, up to the next space.

@@ -22,8 +22,7 @@ extension CommandLineTests {
         let before = try Data(contentsOf: target)
 
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("resnet")
+        process.executableURL = Self.toolURL
         process.arguments = arguments + ["--overwrite", "--seed", "7"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice

@@ -10,11 +10,16 @@ final class CommandLineTests: XCTestCase {
     }
 
     /// The tool sits beside the test bundle in the build folder.
-    private var toolURL: URL {
+    static var toolURL: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("resnet")
     }
 
     func run(_ arguments: [String]) throws -> Run {
+        try Self.run(arguments)
+    }
+
+    /// Runs the tool with `arguments` and waits for it to end.
+    static func run(_ arguments: [String]) throws -> Run {
         guard FileManager.default.isExecutableFile(atPath: toolURL.path) else {
             throw CocoaError(.fileNoSuchFile, userInfo: [
                 NSLocalizedDescriptionKey: "resnet not built at \(toolURL.path); run scripts/test.sh, which builds it"

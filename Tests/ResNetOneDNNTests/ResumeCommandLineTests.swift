@@ -9,7 +9,8 @@ extension CommandLineTests {
         return directory
     }
 
-    /// A small job of 6 epochs of 32 steps, long enough to be interrupted after its first epoch.
+    /// Returns the arguments of a job of 6 epochs of 32 steps, long enough to be interrupted after
+    /// its first epoch.
     private func jobArguments(save: URL) -> [String] {
         [
             "train", "--model", "resnet20", "--data", "gratings", "--input", "16x16x1", "--samples", "512",
@@ -24,8 +25,7 @@ extension CommandLineTests {
         let outputURL = directory.appendingPathComponent("interrupted.txt")
         FileManager.default.createFile(atPath: outputURL.path, contents: nil)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("resnet")
+        process.executableURL = Self.toolURL
         process.arguments = arguments
         process.currentDirectoryURL = directory
         process.standardOutput = try FileHandle(forWritingTo: outputURL)
