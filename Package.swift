@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .library(name: "ResNetKit", targets: ["ResNetKit"]),
         .library(name: "ResNetOneDNN", targets: ["ResNetOneDNN"]),
+        .library(name: "ResNetMPI", targets: ["ResNetMPI"]),
         .executable(name: "resnet", targets: ["resnet"]),
     ],
     targets: [
@@ -23,6 +24,10 @@ let package = Package(
         // C++ interop.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "ResNetKit", dependencies: ["CZlib"]),
+        // MPI is loaded at run time (dlopen) by CMPI, so nothing here links against it and
+        // machines without MPI build and run everything but distributed training.
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "ResNetMPI", dependencies: ["ResNetKit", "CMPI"]),
         .target(
             name: "ResNetOneDNN",
             dependencies: ["ResNetKit", "CxxBridge"],
@@ -30,7 +35,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "resnet",
-            dependencies: ["ResNetKit", "ResNetOneDNN"],
+            dependencies: ["ResNetKit", "ResNetOneDNN", "ResNetMPI"],
             swiftSettings: cxxInterop
         ),
         .testTarget(name: "ResNetKitTests", dependencies: ["ResNetKit", "CZlib"]),

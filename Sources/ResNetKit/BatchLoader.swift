@@ -13,11 +13,28 @@ struct EpochPlan {
     let augmentation: Augmentation?
     let seed: UInt64
     let epoch: Int
+    /// This process's rank and the rank count in a data-parallel run: each step's batch is
+    /// split among the ranks, and the plan makes this rank's part of it.
+    var replica: (rank: Int, size: Int) = (0, 1)
 
     var stepCount: Int { (order.count + batchSize - 1) / batchSize }
 
-    func indices(ofStep step: Int) -> ArraySlice<Int> {
+    /// The samples of `step` for all ranks together.
+    func batchIndices(ofStep step: Int) -> ArraySlice<Int> {
         order[step * batchSize..<min((step + 1) * batchSize, order.count)]
+    }
+
+    /// The position of this rank's samples within `step`'s batch.
+    func share(ofStep step: Int) -> Range<Int> {
+        let count = batchIndices(ofStep: step).count
+        return (replica.rank * count / replica.size)..<((replica.rank + 1) * count / replica.size)
+    }
+
+    /// This rank's samples of `step`.
+    func indices(ofStep step: Int) -> ArraySlice<Int> {
+        let batch = batchIndices(ofStep: step)
+        let share = share(ofStep: step)
+        return batch[(batch.startIndex + share.lowerBound)..<(batch.startIndex + share.upperBound)]
     }
 
     /// Writes the inputs of `step` into `buffer` and returns the batch's targets. `scratch`
@@ -33,13 +50,17 @@ struct EpochPlan {
 
         let shape = dataset.sampleShape
         let sampleSize = shape.elementCount
-        let placements = augmentation.placements(count: indices.count, seed: seed, epoch: epoch, step: step)
+        // Placements are drawn for the whole batch, so a sample is cropped and flipped alike
+        // whatever the rank count.
+        let share = share(ofStep: step)
+        let placements = augmentation.placements(
+            count: batchIndices(ofStep: step).count, seed: seed, epoch: epoch, step: step)[share]
         let sample = UnsafeMutableBufferPointer(rebasing: scratch[0..<sampleSize])
         for (position, index) in indices.indices.enumerated() {
             dataset.copyInputs(indices[index...index], into: sample)
             let target = UnsafeMutableBufferPointer(rebasing: buffer[position * sampleSize..<(position + 1) * sampleSize])
             Augmentation.apply(
-                placements[position], padding: augmentation.padding, to: UnsafeBufferPointer(sample), shape: shape,
+                placements[share.lowerBound + position], padding: augmentation.padding, to: UnsafeBufferPointer(sample), shape: shape,
                 into: target)
         }
         return dataset.targets(indices)

@@ -45,6 +45,46 @@ public struct RegressionTotals: Sendable {
         add(targets: targets, outputs: outputs, sumOfSquaredErrors: squaredErrors)
     }
 
+    /// The totals as numbers, for sending to other ranks: the sum of squared errors, the sample
+    /// count, then each column's mean and sum of squared deviations. `outputs` sizes the list
+    /// when no sample has been added.
+    func components(outputs: Int) -> [Double] {
+        let means = means.isEmpty ? [Double](repeating: 0, count: outputs) : means
+        let deviations = squaredDeviations.isEmpty ? [Double](repeating: 0, count: outputs) : squaredDeviations
+        return [sumOfSquaredErrors, Double(samples)] + means + deviations
+    }
+
+    /// Adds the totals that `components(outputs:)` of another part of the data returned, by
+    /// Chan, Golub and LeVeque's rule for combining means and squared deviations.
+    mutating func merge(components: [Double]) {
+        let outputs = (components.count - 2) / 2
+        let count = Int(components[1])
+        guard count > 0 else { return }
+        if means.isEmpty {
+            means = [Double](repeating: 0, count: outputs)
+            squaredDeviations = [Double](repeating: 0, count: outputs)
+        }
+        let total = Double(samples + count)
+        for column in 0..<outputs {
+            let delta = components[2 + column] - means[column]
+            means[column] += delta * Double(count) / total
+            squaredDeviations[column] += components[2 + outputs + column] + delta * delta * Double(samples) * Double(count) / total
+        }
+        samples += count
+        sumOfSquaredErrors += components[0]
+    }
+
+    /// Returns the totals of all ranks' parts of a data set, `local` being this rank's.
+    static func merged(_ local: RegressionTotals, outputs: Int, over group: ReplicaGroup, purpose: String) throws
+        -> RegressionTotals
+    {
+        var merged = RegressionTotals()
+        for part in try group.gather(local.components(outputs: outputs), purpose: purpose) {
+            merged.merge(components: part)
+        }
+        return merged
+    }
+
     /// Sum of squared deviations of the targets from their column means.
     public var totalSumOfSquares: Double { squaredDeviations.reduce(0, +) }
 

@@ -98,6 +98,17 @@ public final class Trainer {
     public var shouldStop: (() -> Bool)?
     /// The point at which the last `fit` stopped on request, or nil when it ran to the end.
     public private(set) var stoppedAt: ResumePoint?
+    /// The ranks of a data-parallel run that this trainer is one of, or nil to train alone.
+    ///
+    /// With a group, `fit` gives each rank its share of every batch (the batch size stays the
+    /// size of the whole batch), sums the gradients over the ranks before each step, and
+    /// reports the loss and accuracy of the whole batch and of the whole validation set. Batch
+    /// norm normalizes over each rank's share and keeps its running statistics per rank.
+    /// `fit` compares a checksum of the weights across the ranks after each epoch.
+    public var replicas: ReplicaGroup?
+    /// Whether `fit` compares the ranks' weights after every step instead of every epoch.
+    public var checksReplicasEveryStep = false
+    private let exchange = GradientExchange()
     private var batchBuffer: [Float] = []
     private var preparedBatch = 0
 
@@ -161,11 +172,19 @@ public final class Trainer {
     /// Returns the mean loss, and the accuracy for classification or R² for regression, over
     /// `dataset`, in inference mode.
     public func evaluation(of dataset: Dataset, batchSize: Int) throws -> Evaluation {
+        try evaluation(of: dataset, batchSize: batchSize, samples: 0..<dataset.count, group: nil)
+    }
+
+    /// Evaluates `samples` of `dataset`; with `group`, each rank passes its share and the
+    /// result covers the whole data set.
+    private func evaluation(of dataset: Dataset, batchSize: Int, samples: Range<Int>, group: ReplicaGroup?) throws
+        -> Evaluation
+    {
         var total = 0.0
         var correct = 0
         var regression = RegressionTotals()
         let outputs = model.outputShape.elementCount
-        let indices = Array(0..<dataset.count)
+        let indices = Array(samples)
         for start in stride(from: 0, to: indices.count, by: batchSize) {
             let batch = indices[start..<min(start + batchSize, indices.count)]
             let x = try makeBatch(dataset, batch)
@@ -177,6 +196,13 @@ public final class Trainer {
             if case .values(let values) = targets {
                 regression.add(predictions: predictions, targets: values, outputs: outputs)
             }
+        }
+        if let group {
+            let purpose = "validation metrics"
+            let sums = try group.gather([total, Double(correct)], purpose: purpose).reduce([0, 0]) { [$0[0] + $1[0], $0[1] + $1[1]] }
+            total = sums[0]
+            correct = Int(sums[1])
+            regression = try RegressionTotals.merged(regression, outputs: outputs, over: group, purpose: purpose)
         }
         let count = Double(max(dataset.count, 1))
         let isClassification = dataset.classCount != nil
@@ -203,6 +229,9 @@ public final class Trainer {
             throw BackendError("fit", "needs a positive batch size, epoch count and sample count")
         }
         try augmentation?.validate(for: train.sampleShape)
+        if let replicas, batchSize % replicas.size != 0 {
+            throw BackendError("fit", "the batch size \(batchSize) does not split evenly among \(replicas.size) ranks")
+        }
         let steps = (train.count + batchSize - 1) / batchSize
         let outputs = model.outputShape.elementCount
         let loader = BatchLoader(sampleShape: train.sampleShape, batchSize: batchSize, prefetches: prefetchesBatches)
@@ -224,9 +253,12 @@ public final class Trainer {
             var order = Array(0..<train.count)
             var generator = SeededGenerator(seed: seed, stream: UInt64(epoch))
             order.shuffle(using: &generator)
-            loader.begin(
-                EpochPlan(dataset: train, order: order, batchSize: batchSize, augmentation: augmentation, seed: seed, epoch: epoch),
-                at: firstStep)
+            var plan = EpochPlan(
+                dataset: train, order: order, batchSize: batchSize, augmentation: augmentation, seed: seed, epoch: epoch)
+            if let replicas {
+                plan.replica = (replicas.rank, replicas.size)
+            }
+            loader.begin(plan, at: firstStep)
 
             var total = resumes ? start.lossSum : 0
             var correct = resumes ? start.correct : 0
@@ -235,18 +267,34 @@ public final class Trainer {
             var stopAfterEpoch = false
             for step in firstStep..<steps {
                 let batch = loader.next()
-                let x = try backend.makeTensor(copying: batch.inputs, shape: batch.shape)
                 if let schedule {
                     optimizer.learningRate = schedule.rate(atStep: (epoch - 1) * steps + step)
                 }
-                let output = try trainStep(x, targets: batch.targets)
-                guard output.loss.isFinite else {
-                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, loss: output.loss)
+                let localCount = batch.shape[0]
+                let (output, gradients) = try computeGradients(of: batch)
+                var totals = StepTotals(
+                    lossSum: output.loss * Double(localCount), correct: output.correct ?? 0, count: localCount,
+                    stopRequested: shouldStop?() == true)
+                if let replicas {
+                    totals = try totals.summed(over: replicas, purpose: "loss of epoch \(epoch), step \(step + 1)")
                 }
-                let batchCount = batch.shape[0]
-                total += output.loss * Double(batchCount)
-                correct += output.correct ?? 0
-                seen += batchCount
+                guard totals.lossSum.isFinite else {
+                    throw TrainingError.nonFiniteLoss(
+                        epoch: epoch, step: step + 1, loss: replicas == nil ? output.loss : totals.lossSum / Double(totals.count))
+                }
+                if let replicas {
+                    try exchange.sum(
+                        gradients, backend: backend, group: replicas, weight: Double(localCount) / Double(totals.count),
+                        purpose: "gradients of epoch \(epoch), step \(step + 1)")
+                }
+                try optimizer.step(model.trainableParameters, gradients: gradients, backend: backend)
+                if let replicas, checksReplicasEveryStep {
+                    try checkReplicas(replicas, epoch: epoch, step: step + 1)
+                }
+
+                total += totals.lossSum
+                correct += totals.correct
+                seen += totals.count
                 // Value targets pair with mean squared error alone, so the loss times the
                 // target count is the batch's sum of squared errors.
                 if case .values(let values) = batch.targets {
@@ -255,7 +303,7 @@ public final class Trainer {
                 let accuracy = train.classCount == nil ? nil : Double(correct) / Double(seen)
                 observer?.stepDidEnd(step: step + 1, steps: steps, loss: total / Double(seen), accuracy: accuracy)
 
-                if shouldStop?() == true {
+                if totals.stopRequested {
                     guard step + 1 == steps else {
                         stoppedAt = ResumePoint(epoch: epoch, step: step + 1, lossSum: total, correct: correct, seen: seen)
                         return history
@@ -264,6 +312,15 @@ public final class Trainer {
                 }
             }
             let trainingSeconds = seconds(since: started)
+            if let replicas {
+                if !checksReplicasEveryStep {
+                    try checkReplicas(replicas, epoch: epoch, step: steps)
+                }
+                if train.classCount == nil {
+                    regression = try RegressionTotals.merged(
+                        regression, outputs: outputs, over: replicas, purpose: "training R² of epoch \(epoch)")
+                }
+            }
 
             var metrics = EpochMetrics(
                 epoch: epoch, loss: total / Double(seen),
@@ -272,7 +329,9 @@ public final class Trainer {
                 learningRate: optimizer.learningRate)
             metrics.r2 = train.classCount == nil ? regression.r2 : nil
             if let validation {
-                let result = try evaluation(of: validation, batchSize: batchSize)
+                let result = try evaluation(
+                    of: validation, batchSize: batchSize, samples: replicas?.share(of: validation.count) ?? 0..<validation.count,
+                    group: replicas)
                 metrics.validationLoss = result.loss
                 metrics.validationAccuracy = result.accuracy
                 metrics.validationR2 = result.r2
@@ -286,6 +345,27 @@ public final class Trainer {
             }
         }
         return history
+    }
+
+    /// Runs forward and backward on a loaded batch. A rank whose share of a short last batch is
+    /// empty returns zero gradients and a loss of zero, which weigh nothing in the sums.
+    private func computeGradients(of batch: LoadedBatch) throws -> (LossOutput, [Tensor]) {
+        guard batch.shape[0] > 0 else {
+            let zeros = try model.trainableParameters.map { try backend.zeros(like: $0.value) }
+            return (LossOutput(loss: 0, correct: 0, batchSize: 0, gradient: []), zeros)
+        }
+        let x = try backend.makeTensor(copying: batch.inputs, shape: batch.shape)
+        return try computeGradients(x, targets: batch.targets)
+    }
+
+    /// Throws when the ranks' weights differ.
+    private func checkReplicas(_ group: ReplicaGroup, epoch: Int, step: Int) throws {
+        let checksum = try weightChecksum(model.trainableParameters, backend: backend)
+        let all = try group.gather(checksum, purpose: "weight checksums after epoch \(epoch), step \(step)")
+        let differing = all.indices.filter { all[$0] != all[0] }
+        guard differing.isEmpty else {
+            throw ReplicaError.weightsDiffer(ranks: differing, epoch: epoch, step: step)
+        }
     }
 
     /// Copies the samples at `indices` into one tensor, reusing a host buffer.

@@ -1,4 +1,5 @@
 import Foundation
+import ResNetMPI
 
 /// A mistake in the command line, with a message that names the argument, the expected form
 /// and the fix.
@@ -23,7 +24,13 @@ enum ExitCode {
 
 /// Writes `error: <message>` to standard error and exits the process with `code`.
 func exitWithError(_ message: String, code: Int32) -> Never {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    // In a distributed run, ranks other than 0 name themselves, and any rank's error ends the
+    // whole run rather than leaving the others waiting in a sum.
+    let rank = (DistributedRun.currentRank ?? DistributedRun.launchRank).map { $0 == 0 ? "" : "rank \($0): " } ?? ""
+    FileHandle.standardError.write(Data("error: \(rank)\(message)\n".utf8))
+    if MPIGroup.isInitialized {
+        MPIGroup.abortRun(code: code)
+    }
     exit(code)
 }
 

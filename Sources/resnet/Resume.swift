@@ -4,7 +4,12 @@ import ResNetKit
 let resumeOption = Option(
     "resume", placeholder: "FILE",
     help: "continue the run that an interrupted 'resnet train' saved to FILE, with the options recorded in it; "
-        + "only --threads may be given beside it")
+        + "only --threads and the options of distributed training may be given beside it, so a run can continue on "
+        + "another number of ranks")
+
+/// The options that `--resume` takes from the command line instead of the checkpoint: how the
+/// run is spread over threads and processes, which does not change what it computes.
+private let placementOptions = ["threads", "distributed", "collective-timeout", "check-replicas"]
 
 /// Metadata entries of a checkpoint written when training was interrupted.
 enum ResumeKey {
@@ -30,7 +35,9 @@ struct ResumedRun {
 
     init(_ options: ParsedArguments) throws(UsageError) {
         let path = try options.string("resume")
-        if let other = trainCommand.options.map(\.name).first(where: { $0 != "resume" && $0 != "threads" && options.contains($0) }) {
+        if let other = trainCommand.options.map(\.name).first(where: {
+            $0 != "resume" && !placementOptions.contains($0) && options.contains($0)
+        }) {
             throw UsageError(
                 "--\(other) cannot be given with --resume, which continues the run with the options recorded in "
                     + "\(path); remove --\(other)")
@@ -63,12 +70,24 @@ struct ResumedRun {
         self.optimizerSteps = optimizerSteps
 
         var continued = recorded
-        if options.contains("threads") {
-            if let index = continued.firstIndex(of: "--threads"), index + 1 < continued.count {
-                continued.removeSubrange(index...index + 1)
+        for name in placementOptions {
+            let option = trainCommand.options.first { $0.name == name }!
+            if option.isFlag {
+                continued.removeAll { $0 == "--\(name)" }
+                if options.flag(name) {
+                    continued.append("--\(name)")
+                }
+            } else if name != "threads" || options.contains(name) {
+                // The recorded thread count stays unless replaced, since it can change the
+                // rounding of sums; the distributed options come from this command line alone.
+                if let index = continued.firstIndex(of: "--\(name)"), index + 1 < continued.count {
+                    continued.removeSubrange(index...index + 1)
+                }
+                continued.removeAll { $0.hasPrefix("--\(name)=") }
+                if options.contains(name) {
+                    continued += ["--\(name)", try options.string(name)]
+                }
             }
-            continued.removeAll { $0.hasPrefix("--threads=") }
-            continued += ["--threads", try options.string("threads")]
         }
         do {
             arguments = try ParsedArguments(parsing: continued, for: trainCommand, program: options.program)

@@ -41,7 +41,7 @@ let trainCommand = Command(
         overwriteOption,
         resumeOption,
         Option(flag: "dry-run", help: "load the data, build the model and print the configuration and the memory plan (parameters, gradients, optimizer state, activations, workspace, data), then stop before training"),
-    ] + dataSourceOptions + optimizerOptions + outputOptions)
+    ] + dataSourceOptions + optimizerOptions + outputOptions + distributedOptions)
 
 struct TrainSettings {
     var model: ModelChoice
@@ -130,12 +130,17 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
     let commandLine = resumed?.recordedArguments ?? Array(CommandLine.arguments.dropFirst(2))
     let settings = try TrainSettings(arguments)
     let isRegression = settings.data.isRegression
+    let distributed = try DistributedSettings.parse(arguments).map { try DistributedRun($0) }
+    let localBatch = try distributed?.shareOfBatch(settings.batchSize) ?? settings.batchSize
+    let isLeader = distributed?.isLeader ?? true
     let data = try loadData(arguments)
     let shape = data.train.sampleShape
     let optimization = try OptimizationSettings(
         arguments, epochs: settings.epochs, stepsPerEpoch: (data.train.count + settings.batchSize - 1) / settings.batchSize)
     let augmentation = try data.input.flatMap { input throws(UsageError) in try parseAugmentation(arguments, input: input) }
-    let backend = try makeBackend(settings.backend, threads: settings.threads, winograd: settings.winograd)
+    let backend = try makeBackend(
+        settings.backend, threads: settings.threads ?? distributed?.defaultThreads, winograd: settings.winograd)
+    try distributed?.checkBackends(backend)
 
     let model: Model
     switch settings.model {
@@ -149,17 +154,19 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
     let optimizer = optimization.makeOptimizer()
     let dataBytes = (data.train.count + (data.validation?.count ?? 0)) * shape.elementCount * MemoryLayout<Float>.size
     let stateTensors = optimization.stateTensorsPerParameter
-    let plan = MemoryPlan(model: model, batch: settings.batchSize, stateTensorsPerParameter: stateTensors, dataBytes: dataBytes)
+    let plan = MemoryPlan(model: model, batch: localBatch, stateTensorsPerParameter: stateTensors, dataBytes: dataBytes)
     let dryRun = arguments.flag("dry-run")
     if !dryRun {
-        try checkMemory(plan, model: model, batch: settings.batchSize, stateTensorsPerParameter: stateTensors)
+        try checkMemory(
+            plan, model: model, batch: localBatch, stateTensorsPerParameter: stateTensors,
+            processes: distributed?.localRankCount ?? 1)
     }
     if let resumed {
         try resumed.restore(into: model, optimizer: optimizer)
     }
     // A dry run writes nothing. A real one opens the log and checks the plot's path before
     // printing anything, so that a bad path ends the run at once.
-    let outputs = dryRun ? nil : try TrainingOutputs(settings.outputs, optimizer: optimizer, resumedHistory: resumed?.history)
+    let outputs = dryRun || !isLeader ? nil : try TrainingOutputs(settings.outputs, optimizer: optimizer, resumedHistory: resumed?.history)
 
     printConfiguration([
         ("model", "\(model.name) (\(settings.model.summary))"),
@@ -177,11 +184,15 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
         ("seed", "\(settings.seed)"),
         ("backend", backend.summary),
     ] + (settings.save.map { [("save", $0.path)] } ?? []) + settings.outputs.configurationRows
-        + (resumed.map { [("resumed", "from \($0.checkpoint.path) at epoch \($0.point.epoch), step \($0.point.step)")] } ?? []))
+        + (resumed.map { [("resumed", "from \($0.checkpoint.path) at epoch \($0.point.epoch), step \($0.point.step)")] } ?? [])
+        + (distributed?.configurationRows(batchSize: settings.batchSize) ?? []))
     if dryRun {
         printMemoryPlan(plan)
-        try checkMemory(plan, model: model, batch: settings.batchSize, stateTensorsPerParameter: stateTensors)
+        try checkMemory(
+            plan, model: model, batch: localBatch, stateTensorsPerParameter: stateTensors,
+            processes: distributed?.localRankCount ?? 1)
         print("dry run: the plan fits; no training done")
+        try distributed?.finish()
         return 0
     }
     let (trainInputs, validationInputs, normalization) = try normalize(
@@ -191,29 +202,45 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
         model: model, loss: isRegression ? .meanSquaredError : .crossEntropy, optimizer: optimizer)
     trainer.augmentation = augmentation
     trainer.schedule = optimization.schedule
+    if let distributed {
+        trainer.replicas = distributed.group
+        trainer.checksReplicasEveryStep = arguments.flag("check-replicas")
+    }
     Interruption.install()
     trainer.shouldStop = { Interruption.receivedSignal != nil }
     let started = Date()
     let history = try trainer.fit(
         trainInputs, validation: validationInputs, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
-        observer: ObserverList([EpochPrinter()] + (outputs?.observers ?? [])), from: resumed?.point)
+        observer: isLeader ? ObserverList([EpochPrinter()] + (outputs?.observers ?? [])) : nil, from: resumed?.point)
     let record = trainingRecord(
         settings, optimization: optimization, normalization: normalization, validationSeed: settings.seed &+ 1,
         backend: backend, last: history.last)
 
-    if let point = trainer.stoppedAt, let signal = Interruption.receivedSignal {
+    if let point = trainer.stoppedAt {
+        // In a distributed run the ranks agree to stop when any of them is signalled.
+        let signal = Interruption.receivedSignal ?? SIGINT
+        guard isLeader else {
+            try distributed?.finish()
+            return Interruption.exitCode(for: signal)
+        }
         let url = try saveInterruptedRun(
             model: model, optimizer: optimizer, point: point, history: (resumed?.history ?? []) + history,
             arguments: commandLine, record: record, save: settings.save)
         let steps = (data.train.count + settings.batchSize - 1) / settings.batchSize
         print("")
         print("interrupted by \(Interruption.name(of: signal)) after step \(point.step) of \(steps) in epoch \(point.epoch); saved the run to \(url.path)")
-        print("resume with: resnet train --resume \(url.path)")
+        if let distributed {
+            print("resume with: mpiexec -n \(distributed.group.size) resnet train --resume \(url.path) --distributed (any rank count whose share of the batch is whole works, as does one process without --distributed)")
+        } else {
+            print("resume with: resnet train --resume \(url.path)")
+        }
+        try distributed?.finish()
         return Interruption.exitCode(for: signal)
     }
-    if let url = settings.save {
+    if let url = settings.save, isLeader {
         try saveTrainedModel(model, to: url, overwrite: settings.overwrite, record: record)
     }
+    try distributed?.finish()
 
     let elapsed = Date().timeIntervalSince(started)
     let trainingSeconds = history.reduce(0) { $0 + $1.trainingSeconds }

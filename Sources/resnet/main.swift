@@ -9,8 +9,19 @@ let program = Program(
 // Line-buffered output, so that a pipe or a log file receives each epoch's line as it ends.
 setvbuf(stdout, nil, _IOLBF, 0)
 
+let parsed: Program.Invocation
 do {
-    switch try program.parse(Array(CommandLine.arguments.dropFirst())) {
+    parsed = try program.parse(Array(CommandLine.arguments.dropFirst()))
+} catch {
+    // Under mpiexec every rank parses the same words; rank 0 alone reports what is wrong.
+    if let rank = DistributedRun.launchRank, rank > 0 {
+        exit(ExitCode.usage)
+    }
+    exitWithError(error)
+}
+
+do {
+    switch parsed {
     case .help(let text):
         print(text)
     case .run(let command, let arguments):

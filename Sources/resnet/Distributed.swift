@@ -1,0 +1,139 @@
+import Foundation
+import ResNetKit
+import ResNetMPI
+
+/// The options of `resnet train` for data-parallel training over MPI.
+let distributedOptions = [
+    Option(
+        flag: "distributed",
+        help: "train data-parallel across the processes that mpiexec started (mpiexec -n N resnet train ... --distributed): "
+            + "--batch-size is the whole batch, split evenly among the ranks, whose gradients are summed before each step; "
+            + "batch norm normalizes over each rank's share and keeps per-rank running statistics, as MLPerf's ResNet does; "
+            + "rank 0 alone prints, logs and saves"),
+    Option(
+        "collective-timeout", placeholder: "SECONDS",
+        help: "with --distributed, end the run when a sum across the ranks waits longer than this for them, which means "
+            + "a rank died or stalled",
+        default: "300"),
+    Option(
+        flag: "check-replicas",
+        help: "with --distributed, compare a checksum of the weights across the ranks after every step instead of after every epoch"),
+]
+
+/// The options of the distributed group, read before anything else of a run.
+struct DistributedSettings {
+    var timeout: Double
+    var checksEveryStep: Bool
+
+    /// Returns nil when `--distributed` is absent, and rejects its companions without it.
+    static func parse(_ arguments: ParsedArguments) throws(UsageError) -> DistributedSettings? {
+        guard arguments.flag("distributed") else {
+            let processes = ProcessInfo.processInfo.environment["PMI_SIZE"].flatMap { Int($0) } ?? 1
+            if processes > 1 {
+                throw UsageError(
+                    "mpiexec started \(processes) processes, but without --distributed each would train alone and write "
+                        + "the same files; add --distributed, or run one process")
+            }
+            for name in ["collective-timeout", "check-replicas"] where arguments.contains(name) {
+                throw UsageError("--\(name) applies to distributed training; add --distributed and start the run with mpiexec")
+            }
+            return nil
+        }
+        let timeout = try arguments.double("collective-timeout", in: .from(1, to: 86_400))
+        return DistributedSettings(timeout: timeout, checksEveryStep: arguments.flag("check-replicas"))
+    }
+}
+
+/// This process's place in a distributed run.
+final class DistributedRun {
+    let group: MPIGroup
+    /// Each rank's process ID and host, so that a launcher's message about a process ID can be
+    /// read as a rank.
+    let processes: [(pid: Int, host: String)]
+
+    /// The rank of the current process once MPI is up, or nil outside distributed runs; error
+    /// messages of other ranks than 0 name it.
+    nonisolated(unsafe) static var currentRank: Int?
+
+    /// The rank that MPICH's launcher gave this process in its environment, before MPI is up.
+    static let launchRank = ProcessInfo.processInfo.environment["PMI_RANK"].flatMap { Int($0) }
+
+    /// Initializes MPI and learns where the other ranks run. Output of ranks other than 0 is
+    /// discarded from here on; their errors still reach standard error.
+    init(_ settings: DistributedSettings) throws {
+        do {
+            group = try MPIGroup(timeout: settings.timeout)
+        } catch {
+            throw UsageError("--distributed: \(error)")
+        }
+        Self.currentRank = group.rank
+        if group.rank != 0 {
+            fflush(stdout)
+            _ = freopen("/dev/null", "w", stdout)
+        }
+        let host = ProcessInfo.processInfo.hostName
+        let pids = try group.gather([Double(getpid())], purpose: "process IDs").map { Int($0[0]) }
+        let hosts = try group.gather(text: host, purpose: "host names")
+        processes = Array(zip(pids, hosts))
+    }
+
+    var isLeader: Bool { group.rank == 0 }
+
+    /// The ranks on this process's host, which share its cores and memory.
+    var localRankCount: Int {
+        let host = processes[group.rank].host
+        return processes.filter { $0.host == host }.count
+    }
+
+    /// Checks that the batch splits evenly and returns each rank's share.
+    func shareOfBatch(_ batchSize: Int) throws(UsageError) -> Int {
+        let size = group.size
+        guard batchSize % size == 0 else {
+            let lower = batchSize / size * size
+            let choices = (lower > 0 ? [lower] : []) + [lower + size]
+            throw UsageError(
+                "--batch-size \(batchSize) does not split evenly among \(size) ranks; use a multiple of \(size), such as "
+                    + choices.map(String.init).joined(separator: " or "))
+        }
+        return batchSize / size
+    }
+
+    /// Threads per rank when `--threads` is absent: this host's cores shared among its ranks.
+    var defaultThreads: Int {
+        max(1, ProcessInfo.processInfo.activeProcessorCount / localRankCount)
+    }
+
+    /// Checks that every rank runs the same backend on the same instruction set, because the
+    /// gradients are summed in the backend's own memory layout.
+    func checkBackends(_ backend: Backend) throws {
+        let kinds = try group.gather(text: backendKind(backend), purpose: "backend descriptions")
+        guard Set(kinds).count == 1 else {
+            let listing = kinds.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: "; ")
+            throw UsageError(
+                "the ranks run different backends or instruction sets (\(listing)); run every rank with the same "
+                    + "--backend on machines of the same CPU family")
+        }
+    }
+
+    func configurationRows(batchSize: Int) -> [(String, String)] {
+        let ranks = processes.enumerated().map { "\($0.offset): pid \($0.element.pid) on \($0.element.host)" }
+        return [
+            ("distributed", "\(group.size) ranks over MPI, \(batchSize / group.size) samples per rank per step"),
+            ("ranks", ranks.joined(separator: ", ")),
+        ]
+    }
+
+    /// Waits for the other ranks at the end of the run and shuts MPI down.
+    func finish() throws {
+        do {
+            try group.finalize()
+        } catch {
+            throw UsageError("--distributed: \(error)")
+        }
+    }
+}
+
+/// The backend's name and instruction set, without the thread count that may differ by rank.
+private func backendKind(_ backend: Backend) -> String {
+    backend.summary.split(separator: ",").filter { !$0.contains("thread") }.joined(separator: ",")
+}
