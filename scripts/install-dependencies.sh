@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build needs when they are missing: oneDNN's headers and
-# library (libdnnl-dev) and zlib's (zlib1g-dev). Uses sudo when not run as root.
+# library (libdnnl-dev), zlib's (zlib1g-dev), and MPICH (mpich), whose mpiexec and library
+# distributed training and its tests use. Uses sudo when not run as root.
 set -euo pipefail
 
 missing=()
-for package in libdnnl-dev zlib1g-dev; do
+for package in libdnnl-dev zlib1g-dev mpich; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$package")
     fi

@@ -9,7 +9,8 @@ import Foundation
 ///     format                swift-resnet-checkpoint
 ///     format_version        1
 ///     architecture          an `Architecture` raw value, such as resnet20
-///     input_shape           the per-sample input shape C, H, W as a JSON list, such as [3, 32, 32]
+///     input_shape           the per-sample input shape as a JSON list: C, H, W, such as [3, 32, 32], or
+///                           the feature count of flat inputs, such as [2]
 ///     classes               the number of outputs
 ///     batch_norm_momentum   such as 0.99
 ///     batch_norm_epsilon    such as 0.001
@@ -143,8 +144,10 @@ public struct Checkpoint {
         }
         architecture = try required(Key.architecture)
         let shapeText = try required(Key.inputShape)
-        guard let shape = parseShape(shapeText), shape.count == 3 else {
-            throw failure(.invalidMetadata, "metadata \(Key.inputShape) is '\(shapeText)', expected a list [C, H, W] of positive integers")
+        guard let shape = parseShape(shapeText), shape.count == 3 || shape.count == 1 else {
+            throw failure(
+                .invalidMetadata,
+                "metadata \(Key.inputShape) is '\(shapeText)', expected a list of positive integers: [C, H, W] or [features]")
         }
         inputShape = TensorShape(shape)
         let classesText = try required(Key.classes)

@@ -108,6 +108,8 @@ public final class Trainer {
     public var replicas: ReplicaGroup?
     /// Whether `fit` compares the ranks' weights after every step instead of every epoch.
     public var checksReplicasEveryStep = false
+    /// The weight comparisons across ranks that `fit` has made and found equal.
+    public private(set) var replicaChecks = 0
     private let exchange = GradientExchange()
     private var batchBuffer: [Float] = []
     private var preparedBatch = 0
@@ -366,6 +368,7 @@ public final class Trainer {
         guard differing.isEmpty else {
             throw ReplicaError.weightsDiffer(ranks: differing, epoch: epoch, step: step)
         }
+        replicaChecks += 1
     }
 
     /// Copies the samples at `indices` into one tensor, reusing a host buffer.

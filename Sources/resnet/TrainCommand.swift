@@ -242,6 +242,9 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
     }
     try distributed?.finish()
 
+    if let distributed {
+        print("replicas: the weights of all \(distributed.group.size) ranks were identical at each of \(trainer.replicaChecks) checks")
+    }
     let elapsed = Date().timeIntervalSince(started)
     let trainingSeconds = history.reduce(0) { $0 + $1.trainingSeconds }
     let images = history.reduce(0) { $0 + $1.samples }
