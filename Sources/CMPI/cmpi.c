@@ -33,6 +33,7 @@ static struct {
 } mpi;
 
 static int initialized = 0;
+static int finalized = 0;
 
 static int fail(char *message, size_t capacity, const char *format, ...) {
     va_list arguments;
@@ -95,7 +96,10 @@ static int load(char *message, size_t capacity) {
 
 int cmpi_initialize(int *rank, int *size, char *message, size_t capacity) {
     if (initialized) {
-        return fail(message, capacity, "MPI is already initialized");
+        return fail(message, capacity, "MPI is already initialized; create one group per process");
+    }
+    if (finalized) {
+        return fail(message, capacity, "MPI was shut down in this process, and MPI cannot start twice");
     }
     if (load(message, capacity) != 0) {
         return -1;
@@ -162,6 +166,7 @@ int cmpi_finalize(char *message, size_t capacity) {
         return 0;
     }
     initialized = 0;
+    finalized = 1;
     int code = mpi.barrier(mpi_comm_world);
     if (code != 0) {
         return fail_with_code(message, capacity, "MPI_Barrier", code);

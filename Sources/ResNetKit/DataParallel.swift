@@ -1,6 +1,6 @@
 /// The processes of a data-parallel run, seen from one of them.
 ///
-/// Each process, a rank, holds a whole copy of the model and trains on its share of every
+/// Each process, a rank, keeps a whole copy of the model and trains on its share of every
 /// batch. Before each optimizer step the ranks sum their gradients, so every copy takes the same
 /// step and the weights stay identical. `Trainer.fit` trains this way when `Trainer.replicas`
 /// is set; ResNetMPI implements the group over MPI.
@@ -14,7 +14,7 @@ public protocol ReplicaGroup: AnyObject {
     var size: Int { get }
 
     /// Replaces `values` on every rank with their element-wise sum over all ranks. `purpose`
-    /// says what the sum is for, such as "gradients of epoch 2, step 5", for error messages.
+    /// names what the sum is for, such as "gradients of epoch 2, step 5", for error messages.
     func sum(_ values: UnsafeMutableBufferPointer<Float>, purpose: String) throws
     func sum(_ values: UnsafeMutableBufferPointer<Double>, purpose: String) throws
 }
@@ -30,8 +30,8 @@ extension ReplicaGroup {
         return (0..<size).map { Array(slots[$0 * values.count..<($0 + 1) * values.count]) }
     }
 
-    /// The part of `count` items, such as the samples of one batch, that this rank takes: the
-    /// items are split in rank order into parts whose sizes differ by at most one.
+    /// Returns the part of `count` items, such as the samples of one batch, that this rank
+    /// takes. The items are split in rank order into parts whose sizes differ by at most one.
     public func share(of count: Int) -> Range<Int> {
         (rank * count / size)..<((rank + 1) * count / size)
     }
@@ -149,7 +149,7 @@ final class GradientExchange: ElementwiseUpdate {
 }
 
 /// Returns a 64-bit FNV-1a hash of the values of `parameters` in the canonical layout, split
-/// into two halves that a Double holds exactly.
+/// into two halves that a Double represents exactly.
 func weightChecksum(_ parameters: [Parameter], backend: Backend) throws -> [Double] {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
     for parameter in parameters {

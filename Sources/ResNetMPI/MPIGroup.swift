@@ -14,8 +14,8 @@ public struct MPIError: Error, CustomStringConvertible {
 /// MPI is loaded when the group is created, from MPICH's shared library or another of the MPICH
 /// ABI, so a program that never creates a group needs no MPI installed. Create one group per
 /// process and call it from one thread. A collective that waits longer than `timeout` seconds
-/// for the other ranks means one of them died or stalled; the group then writes a message to
-/// standard error and ends the whole run, because MPI cannot cancel a collective under way.
+/// means that another rank died or stalled. MPI cannot cancel a collective under way, so the
+/// group then writes a message to standard error and ends the whole run.
 public final class MPIGroup: ReplicaGroup {
     public let rank: Int
     public let size: Int
@@ -23,14 +23,20 @@ public final class MPIGroup: ReplicaGroup {
     public let timeout: Double
     private let watchdog: Watchdog
 
-    public init(timeout: Double) throws {
+    /// Initializes MPI. `timeoutAdvice` ends the message of a missed deadline, such as the
+    /// option that raises the timeout.
+    public init(timeout: Double, timeoutAdvice: String = "raise the timeout if one step takes longer") throws {
         var rank: Int32 = 0
         var size: Int32 = 0
         try Self.call { cmpi_initialize(&rank, &size, $0, $1) }
         self.rank = Int(rank)
         self.size = Int(size)
         self.timeout = timeout
-        watchdog = Watchdog(rank: Int(rank), timeout: timeout)
+        watchdog = Watchdog(rank: Int(rank), timeout: timeout, advice: timeoutAdvice)
+    }
+
+    deinit {
+        watchdog.stop()
     }
 
     public func sum(_ values: UnsafeMutableBufferPointer<Float>, purpose: String) throws {
@@ -83,20 +89,32 @@ public final class MPIGroup: ReplicaGroup {
 ///
 /// A thread sleeps until the deadline of the collective under way. The training thread cannot
 /// be woken from inside MPI, so on a missed deadline the watchdog itself reports and ends the
-/// process; `mpiexec` then stops the other ranks.
+/// process. `mpiexec` then stops the other ranks.
 private final class Watchdog: @unchecked Sendable {
     private let rank: Int
     private let timeout: Double
+    private let advice: String
     private let condition = NSCondition()
     private var purpose: String?
     private var generation = 0
+    private var stopped = false
 
-    init(rank: Int, timeout: Double) {
+    /// Starts the watching thread, which keeps the watchdog alive until `stop()`.
+    init(rank: Int, timeout: Double, advice: String) {
         self.rank = rank
         self.timeout = timeout
-        let thread = Thread { [unowned self] in self.watch() }
+        self.advice = advice
+        let thread = Thread { self.watch() }
         thread.name = "resnet.mpi-watchdog"
         thread.start()
+    }
+
+    /// Ends the watching thread.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.signal()
+        condition.unlock()
     }
 
     func guarding(_ purpose: String, _ body: () throws -> Void) throws {
@@ -116,10 +134,12 @@ private final class Watchdog: @unchecked Sendable {
 
     private func watch() {
         condition.lock()
+        defer { condition.unlock() }
         while true {
-            while purpose == nil {
+            while purpose == nil, !stopped {
                 condition.wait()
             }
+            guard !stopped else { return }
             let watched = generation
             let deadline = Date(timeIntervalSinceNow: timeout)
             while purpose != nil, generation == watched, Date() < deadline {
@@ -127,7 +147,7 @@ private final class Watchdog: @unchecked Sendable {
             }
             if let purpose, generation == watched {
                 let message = "error: rank \(rank): waited \(formatSeconds(timeout)) for the other ranks to sum the \(purpose); "
-                    + "a rank has died or stalled (raise --collective-timeout if a step takes longer)\n"
+                    + "a rank has died or stalled (\(advice))\n"
                 FileHandle.standardError.write(Data(message.utf8))
                 cmpi_abort(1)
                 exit(1)

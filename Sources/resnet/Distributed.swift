@@ -62,7 +62,7 @@ final class DistributedRun {
     /// discarded from here on; their errors still reach standard error.
     init(_ settings: DistributedSettings) throws {
         do {
-            group = try MPIGroup(timeout: settings.timeout)
+            group = try MPIGroup(timeout: settings.timeout, timeoutAdvice: "raise --collective-timeout if one step takes longer")
         } catch {
             throw UsageError("--distributed: \(error)")
         }
@@ -133,7 +133,7 @@ final class DistributedRun {
     }
 }
 
-/// The backend's name and instruction set, without the thread count that may differ by rank.
+/// Returns the backend's name and instruction set, without the thread count, which may differ by rank.
 private func backendKind(_ backend: Backend) -> String {
     backend.summary.split(separator: ",").filter { !$0.contains("thread") }.joined(separator: ",")
 }

@@ -180,7 +180,10 @@ final class DistributedCommandLineTests: XCTestCase {
         XCTAssertTrue(job.waitFor("epoch 1/6 ", seconds: 120), job.outputText + job.errorText)
         job.process.interrupt()
         job.process.waitUntilExit()
-        XCTAssertEqual(job.process.terminationStatus, 130, job.outputText + job.errorText)
+        // The ranks exit with 130, but MPICH's mpiexec, which forwarded the signal to them,
+        // exits with 130 or 0 depending on timing.
+        XCTAssertTrue([0, 130].contains(job.process.terminationStatus), job.outputText + job.errorText)
+        XCTAssertTrue(job.outputText.contains("interrupted by SIGINT after step "), job.outputText)
 
         let prefix = "resume with: mpiexec -n 2 resnet train --resume "
         let line = try XCTUnwrap(job.outputText.split(separator: "\n").first { $0.hasPrefix(prefix) }, job.outputText)
@@ -210,8 +213,10 @@ final class DistributedCommandLineTests: XCTestCase {
     func testInvalidDistributedOptions() throws {
         let uneven = try run(ranks: 2, ["train", "--distributed", "--batch-size", "33", "--samples", "64"])
         XCTAssertNotEqual(uneven.status, 0)
+        // Every rank finds the error, and the first to report it ends the others, which may
+        // then not get to print theirs.
         XCTAssertTrue(
-            uneven.errors.contains("error: --batch-size 33 does not split evenly among 2 ranks; use a multiple of 2, such as 32 or 34"),
+            uneven.errors.contains("--batch-size 33 does not split evenly among 2 ranks; use a multiple of 2, such as 32 or 34"),
             uneven.errors)
 
         let undistributed = try run(ranks: 2, ["train", "--samples", "64"])
