@@ -8,7 +8,7 @@ let resumeOption = Option(
         + "another number of ranks")
 
 /// The options that `--resume` takes from the command line instead of the checkpoint: how the
-/// run is spread over threads and processes, which does not change what it computes.
+/// run is spread over threads and processes, which changes at most the rounding of its sums.
 private let placementOptions = ["threads", "distributed", "collective-timeout", "check-replicas"]
 
 /// Metadata entries of a checkpoint written when training was interrupted.
@@ -123,9 +123,20 @@ func saveInterruptedRun(
     let formatter = DateFormatter()
     formatter.locale = Locale(identifier: "en_US_POSIX")
     formatter.dateFormat = "yyyyMMdd-HHmmss"
-    let stamp = formatter.string(from: Date())
+    return try saveResumableRun(
+        model: model, optimizer: optimizer, point: point, history: history, arguments: arguments, record: record,
+        save: save, label: "interrupted-" + formatter.string(from: Date()))
+}
+
+/// Writes a run that `--resume` can continue to `<stem>-<label>.safetensors` beside `save`, or
+/// `resnet-<label>.safetensors` in the working directory, and returns its path. When that file
+/// exists, a number is added to the name; an existing file is never replaced.
+func saveResumableRun(
+    model: Model, optimizer: Optimizer, point: ResumePoint, history: [EpochMetrics], arguments: [String],
+    record: [String: String], save: URL?, label: String
+) throws -> URL {
     let directory = save?.deletingLastPathComponent() ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-    let stem = save.map { $0.deletingPathExtension().lastPathComponent + "-interrupted" } ?? "resnet-interrupted"
+    let stem = save?.deletingPathExtension().lastPathComponent ?? "resnet"
 
     let encoder = JSONEncoder()
     var entries = record
@@ -139,7 +150,7 @@ func saveInterruptedRun(
 
     for attempt in 0..<100 {
         let suffix = attempt == 0 ? "" : "-\(attempt)"
-        let url = directory.appendingPathComponent("\(stem)-\(stamp)\(suffix).safetensors")
+        let url = directory.appendingPathComponent("\(stem)-\(label)\(suffix).safetensors")
         do {
             try Checkpoint.save(model, to: url, entries: entries, stateTensors: state, replacingExisting: false)
             return url
@@ -147,5 +158,58 @@ func saveInterruptedRun(
             continue
         }
     }
-    throw UsageError("could not find a free file name for the interrupted run in \(directory.path)")
+    throw UsageError("could not find a free file name for \(stem)-\(label).safetensors in \(directory.path)")
+}
+
+let saveEveryOption = Option(
+    "save-every", placeholder: "N",
+    help: "also save the run every N epochs, before the last, to FILE-epoch-E.safetensors beside --save FILE; "
+        + "each can be continued with --resume, and none replaces an existing file")
+
+/// An observer of `Trainer.fit` that saves the run every few epochs, so that a crash or a killed
+/// process loses at most that much training.
+final class EpochCheckpoints: TrainingObserver {
+    private let interval: Int
+    private let model: Model
+    private let optimizer: Optimizer
+    private let arguments: [String]
+    private let record: [String: String]
+    private let save: URL
+    private var history: [EpochMetrics]
+
+    /// `history` lists the epochs of the run before this process, when it was resumed.
+    init(
+        every interval: Int, model: Model, optimizer: Optimizer, arguments: [String], record: [String: String], save: URL,
+        history: [EpochMetrics]
+    ) {
+        self.interval = interval
+        self.model = model
+        self.optimizer = optimizer
+        self.arguments = arguments
+        self.record = record
+        self.save = save
+        self.history = history
+    }
+
+    func epochWillBegin(epoch: Int, epochs: Int, steps: Int) {}
+
+    func stepDidEnd(step: Int, steps: Int, loss: Double, accuracy: Double?) {}
+
+    func epochDidEnd(_ metrics: EpochMetrics, epochs: Int) {
+        history.append(metrics)
+        guard metrics.epoch % interval == 0, metrics.epoch < epochs else { return }
+
+        let width = String(epochs).count
+        let label = "epoch-" + String(repeating: "0", count: width - String(metrics.epoch).count) + String(metrics.epoch)
+        do {
+            let url = try saveResumableRun(
+                model: model, optimizer: optimizer, point: ResumePoint(epoch: metrics.epoch + 1, step: 0), history: history,
+                arguments: arguments, record: record, save: save, label: label)
+            print("saved epoch \(metrics.epoch) to \(url.path)")
+        } catch {
+            // A full disk should not end hours of training; the next epoch tries again.
+            FileHandle.standardError.write(
+                Data("warning: could not save epoch \(metrics.epoch): \(error); training goes on\n".utf8))
+        }
+    }
 }

@@ -39,6 +39,7 @@ let trainCommand = Command(
         winogradOption,
         saveOption,
         overwriteOption,
+        saveEveryOption,
         resumeOption,
         Option(flag: "dry-run", help: "load the data, build the model and print the configuration and the memory plan (parameters, gradients, optimizer state, activations, workspace, data), then stop before training"),
     ] + dataSourceOptions + optimizerOptions + outputOptions + distributedOptions)
@@ -60,6 +61,8 @@ struct TrainSettings {
     var winograd: Bool
     var save: URL?
     var overwrite: Bool
+    /// Epochs between the checkpoints saved during training, or nil for none.
+    var saveInterval: Int?
 
     init(_ arguments: ParsedArguments) throws(UsageError) {
         model = try arguments.choice("model", as: ModelChoice.self)
@@ -83,6 +86,12 @@ struct TrainSettings {
         winograd = arguments.flag("winograd")
         save = try checkSaveTarget(arguments)
         overwrite = arguments.flag("overwrite")
+        if arguments.contains("save-every") {
+            guard save != nil else {
+                throw UsageError("--save-every needs --save FILE, beside which the epoch checkpoints are written")
+            }
+            saveInterval = try arguments.integer("save-every", in: 1...1_000_000)
+        }
 
         // Generated data sets are held in memory as float32; reject sizes that cannot fit before
         // generating anything. File data is sized by its files.
@@ -198,6 +207,16 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
     let (trainInputs, validationInputs, normalization) = try normalize(
         data.train, data.validation, enabled: settings.normalizes)
 
+    // Epoch checkpoints record the run's settings as the final one does, without its metrics.
+    var epochCheckpoints: EpochCheckpoints?
+    if let interval = settings.saveInterval, let save = settings.save {
+        epochCheckpoints = EpochCheckpoints(
+            every: interval, model: model, optimizer: optimizer, arguments: commandLine,
+            record: trainingRecord(
+                settings, optimization: optimization, normalization: normalization, validationSeed: settings.seed &+ 1,
+                backend: backend, last: nil),
+            save: save, history: resumed?.history ?? [])
+    }
     let trainer = Trainer(
         model: model, loss: isRegression ? .meanSquaredError : .crossEntropy, optimizer: optimizer)
     trainer.augmentation = augmentation
@@ -211,7 +230,8 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
     let started = Date()
     let history = try trainer.fit(
         trainInputs, validation: validationInputs, epochs: settings.epochs, batchSize: settings.batchSize, seed: settings.seed,
-        observer: isLeader ? ObserverList([EpochPrinter()] + (outputs?.observers ?? [])) : nil, from: resumed?.point)
+        observer: isLeader ? ObserverList([EpochPrinter()] + (outputs?.observers ?? []) + [epochCheckpoints].compactMap { $0 }) : nil,
+        from: resumed?.point)
     let record = trainingRecord(
         settings, optimization: optimization, normalization: normalization, validationSeed: settings.seed &+ 1,
         backend: backend, last: history.last)

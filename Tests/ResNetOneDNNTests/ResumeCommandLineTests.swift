@@ -100,4 +100,36 @@ extension CommandLineTests {
         XCTAssertEqual(missing.status, 2)
         XCTAssertTrue(missing.errors.hasPrefix("error: --resume "), missing.errors)
     }
+
+    func testEpochCheckpointsResumeToSameWeights() throws {
+        let directory = try makeDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let full = directory.appendingPathComponent("full.safetensors")
+
+        let uninterrupted = try run(jobArguments(save: full) + ["--save-every", "2"])
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.errors)
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        XCTAssertEqual(names, ["full-epoch-2.safetensors", "full-epoch-4.safetensors", "full.safetensors"])
+        XCTAssertTrue(uninterrupted.output.contains("saved epoch 4 to \(directory.path)/full-epoch-4.safetensors"), uninterrupted.output)
+
+        // As after a crash in epoch 5: the final checkpoint is not there yet, and the run
+        // continues from the one saved after epoch 4.
+        let finished = directory.appendingPathComponent("finished.safetensors")
+        try FileManager.default.moveItem(at: full, to: finished)
+        let resumed = try run(["train", "--resume", directory.appendingPathComponent("full-epoch-4.safetensors").path])
+        XCTAssertEqual(resumed.status, 0, resumed.errors)
+        XCTAssertTrue(resumed.output.contains("at epoch 5, step 0"), resumed.output)
+        XCTAssertFalse(resumed.output.contains("epoch 4/6 "), resumed.output)
+
+        let expected = try SafeTensorsFile(contentsOf: finished)
+        let actual = try SafeTensorsFile(contentsOf: full)
+        XCTAssertEqual(expected.entries.map(\.name), actual.entries.map(\.name))
+        for entry in expected.entries {
+            XCTAssertEqual(try expected.floats(named: entry.name), try actual.floats(named: entry.name), entry.name)
+        }
+
+        let unsaved = try run(["train", "--save-every", "2"])
+        XCTAssertEqual(unsaved.status, 2)
+        XCTAssertTrue(unsaved.errors.contains("--save-every needs --save FILE"), unsaved.errors)
+    }
 }
