@@ -63,6 +63,8 @@ enum TrainingRecord {
     static let optimizer = "training.optimizer"
     static let learningRate = "training.learning_rate"
     static let backend = "training.backend"
+    /// The number of processes of a distributed run; absent for one process.
+    static let ranks = "training.ranks"
     static let loss = "training.loss"
     static let accuracy = "training.accuracy"
     static let validationLoss = "training.val_loss"
@@ -89,7 +91,7 @@ func recordedNormalization(_ checkpoint: Checkpoint) throws(UsageError) -> Norma
 /// epoch's metrics.
 func trainingRecord(
     _ settings: TrainSettings, optimization: OptimizationSettings, normalization: Normalization?,
-    validationSeed: UInt64, backend: Backend, last: EpochMetrics?
+    validationSeed: UInt64, backend: Backend, ranks: Int? = nil, last: EpochMetrics?
 ) -> [String: String] {
     var record = [
         TrainingRecord.data: settings.data.description,
@@ -103,6 +105,7 @@ func trainingRecord(
         TrainingRecord.learningRate: String(optimization.learningRate),
         TrainingRecord.backend: backend.name,
     ]
+    record[TrainingRecord.ranks] = ranks.map(String.init)
     if let normalization, let json = try? JSONEncoder().encode(normalization) {
         record[TrainingRecord.normalization] = String(decoding: json, as: UTF8.self)
     }

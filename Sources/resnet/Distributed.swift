@@ -71,7 +71,7 @@ final class DistributedRun {
             fflush(stdout)
             _ = freopen("/dev/null", "w", stdout)
         }
-        let host = ProcessInfo.processInfo.hostName
+        let host = hostName()
         let pids = try group.gather([Double(getpid())], purpose: "process IDs").map { Int($0[0]) }
         let hosts = try group.gather(text: host, purpose: "host names")
         processes = Array(zip(pids, hosts))
@@ -136,4 +136,12 @@ final class DistributedRun {
 /// Returns the backend's name and instruction set, without the thread count, which may differ by rank.
 private func backendKind(_ backend: Backend) -> String {
     backend.summary.split(separator: ",").filter { !$0.contains("thread") }.joined(separator: ",")
+}
+
+/// Returns the machine's name as `gethostname` gives it, without the DNS lookup that
+/// `ProcessInfo.hostName` may make.
+private func hostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown host" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -214,7 +214,7 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
             every: interval, model: model, optimizer: optimizer, arguments: commandLine,
             record: trainingRecord(
                 settings, optimization: optimization, normalization: normalization, validationSeed: settings.seed &+ 1,
-                backend: backend, last: nil),
+                backend: backend, ranks: distributed?.group.size, last: nil),
             save: save, history: resumed?.history ?? [])
     }
     let trainer = Trainer(
@@ -234,7 +234,7 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
         from: resumed?.point)
     let record = trainingRecord(
         settings, optimization: optimization, normalization: normalization, validationSeed: settings.seed &+ 1,
-        backend: backend, last: history.last)
+        backend: backend, ranks: distributed?.group.size, last: history.last)
 
     if let point = trainer.stoppedAt {
         // In a distributed run the ranks agree to stop when any of them is signalled.

@@ -120,6 +120,9 @@ final class DistributedCommandLineTests: XCTestCase {
         XCTAssertTrue(pair.output.contains("distributed: 2 ranks over MPI, 16 samples per rank per step"), pair.output)
         XCTAssertEqual(pair.output.split(separator: "\n").filter { $0.hasPrefix("epoch 1/1 ") }.count, 1, "rank 0 alone prints")
         XCTAssertLessThan(try largestDifference("alone.safetensors", "pair.safetensors"), 1e-6)
+        let saved = try Checkpoint(contentsOf: directory.appendingPathComponent("pair.safetensors"))
+        XCTAssertEqual(saved.entries["training.ranks"], "2")
+        XCTAssertNil(try Checkpoint(contentsOf: directory.appendingPathComponent("alone.safetensors")).entries["training.ranks"])
     }
 
     func testBatchNormRanksKeepIdenticalWeights() throws {
