@@ -100,17 +100,20 @@ public final class Trainer {
     public private(set) var stoppedAt: ResumePoint?
     /// The ranks of a data-parallel run that this trainer is one of, or nil to train alone.
     ///
-    /// With a group, `fit` gives each rank its share of every batch (the batch size stays the
-    /// size of the whole batch), sums the gradients over the ranks before each step, and
-    /// reports the loss and accuracy of the whole batch and of the whole validation set. Batch
-    /// norm normalizes over each rank's share and keeps its running statistics per rank.
-    /// `fit` compares a checksum of the weights across the ranks after each epoch.
+    /// With a group, `fit` gives each rank its share of every batch, whose size stays that of
+    /// the whole batch. It sums the gradients over the ranks before each step, and reports the
+    /// loss and accuracy of the whole batch and of the whole validation set. Batch
+    /// norm normalizes over each rank's share and updates running statistics per rank; before
+    /// each validation every rank takes rank 0's, so that the validation metrics are those of
+    /// rank 0's model, the one a checkpoint saves. `fit` compares a checksum of the weights
+    /// across the ranks after each epoch.
     public var replicas: ReplicaGroup?
     /// Whether `fit` compares the ranks' weights after every step instead of every epoch.
     public var checksReplicasEveryStep = false
     /// The weight comparisons across ranks that `fit` has made and found equal.
     public private(set) var replicaChecks = 0
     private let exchange = GradientExchange()
+    private let statisticsExchange = GradientExchange()
     private var batchBuffer: [Float] = []
     private var preparedBatch = 0
 
@@ -331,6 +334,9 @@ public final class Trainer {
                 learningRate: optimizer.learningRate)
             metrics.r2 = train.classCount == nil ? regression.r2 : nil
             if let validation {
+                if let replicas {
+                    try takeLeaderStatistics(replicas, epoch: epoch)
+                }
                 let result = try evaluation(
                     of: validation, batchSize: batchSize, samples: replicas?.share(of: validation.count) ?? 0..<validation.count,
                     group: replicas)
@@ -358,6 +364,16 @@ public final class Trainer {
         }
         let x = try backend.makeTensor(copying: batch.inputs, shape: batch.shape)
         return try computeGradients(x, targets: batch.targets)
+    }
+
+    /// Replaces every rank's batch-norm running statistics by rank 0's: a sum in which the
+    /// other ranks weigh their own by zero.
+    private func takeLeaderStatistics(_ group: ReplicaGroup, epoch: Int) throws {
+        let statistics = model.parameters.filter { !$0.isTrainable }.map(\.value)
+        guard !statistics.isEmpty else { return }
+        try statisticsExchange.sum(
+            statistics, backend: backend, group: group, weight: group.rank == 0 ? 1 : 0,
+            purpose: "batch-norm statistics of epoch \(epoch)")
     }
 
     /// Throws when the ranks' weights differ.

@@ -25,14 +25,22 @@ public final class MPIGroup: ReplicaGroup {
 
     /// Initializes MPI. `timeoutAdvice` ends the message of a missed deadline, such as the
     /// option that raises the timeout.
+    ///
+    /// MPI's start waits for every rank, so a rank that fails before it leaves the others
+    /// waiting there; the timeout covers that wait too.
     public init(timeout: Double, timeoutAdvice: String = "raise the timeout if one step takes longer") throws {
+        let launchRank = ProcessInfo.processInfo.environment["PMI_RANK"].flatMap { Int($0) }
+        let watchdog = Watchdog(rank: launchRank, timeout: timeout, advice: timeoutAdvice)
         var rank: Int32 = 0
         var size: Int32 = 0
-        try Self.call { cmpi_initialize(&rank, &size, $0, $1) }
+        try watchdog.guarding("the start of MPI") {
+            try Self.call { cmpi_initialize(&rank, &size, $0, $1) }
+        }
         self.rank = Int(rank)
         self.size = Int(size)
         self.timeout = timeout
-        watchdog = Watchdog(rank: Int(rank), timeout: timeout, advice: timeoutAdvice)
+        self.watchdog = watchdog
+        watchdog.name(rank: Int(rank))
     }
 
     deinit {
@@ -40,13 +48,13 @@ public final class MPIGroup: ReplicaGroup {
     }
 
     public func sum(_ values: UnsafeMutableBufferPointer<Float>, purpose: String) throws {
-        try watchdog.guarding(purpose) {
+        try watchdog.guarding("the sum of the \(purpose)") {
             try Self.call { cmpi_sum_floats(values.baseAddress, values.count, $0, $1) }
         }
     }
 
     public func sum(_ values: UnsafeMutableBufferPointer<Double>, purpose: String) throws {
-        try watchdog.guarding(purpose) {
+        try watchdog.guarding("the sum of the \(purpose)") {
             try Self.call { cmpi_sum_doubles(values.baseAddress, values.count, $0, $1) }
         }
     }
@@ -91,22 +99,31 @@ public final class MPIGroup: ReplicaGroup {
 /// be woken from inside MPI, so on a missed deadline the watchdog itself reports and ends the
 /// process. `mpiexec` then stops the other ranks.
 private final class Watchdog: @unchecked Sendable {
-    private let rank: Int
+    /// The rank named in the message, nil until MPI has given it.
+    private var rank: Int?
     private let timeout: Double
     private let advice: String
     private let condition = NSCondition()
+    /// The collective under way, such as "the sum of the gradients of epoch 2, step 5".
     private var purpose: String?
     private var generation = 0
     private var stopped = false
 
     /// Starts the watching thread, which keeps the watchdog alive until `stop()`.
-    init(rank: Int, timeout: Double, advice: String) {
+    init(rank: Int?, timeout: Double, advice: String) {
         self.rank = rank
         self.timeout = timeout
         self.advice = advice
         let thread = Thread { self.watch() }
         thread.name = "resnet.mpi-watchdog"
         thread.start()
+    }
+
+    /// Sets the rank that the message names.
+    func name(rank: Int) {
+        condition.lock()
+        self.rank = rank
+        condition.unlock()
     }
 
     /// Ends the watching thread.
@@ -146,8 +163,9 @@ private final class Watchdog: @unchecked Sendable {
                 _ = condition.wait(until: deadline)
             }
             if let purpose, generation == watched {
-                let message = "error: rank \(rank): waited \(formatSeconds(timeout)) for the other ranks to sum the \(purpose); "
-                    + "a rank has died or stalled (\(advice))\n"
+                let name = rank.map { "rank \($0)" } ?? "this process"
+                let message = "error: \(name): waited \(formatSeconds(timeout)) for the other ranks at \(purpose); "
+                    + "a rank has died, stalled or failed to start (\(advice))\n"
                 FileHandle.standardError.write(Data(message.utf8))
                 cmpi_abort(1)
                 exit(1)

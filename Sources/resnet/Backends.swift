@@ -84,21 +84,24 @@ func checkMemory(_ model: Model, batch: Int, stateTensorsPerParameter: Int = 2, 
 }
 
 /// Throws when `processes` copies of the plan, one per rank on this machine, exceed the
-/// available memory. `batch` is one process's share of a step's batch.
-func checkMemory(_ plan: MemoryPlan, model: Model, batch: Int, stateTensorsPerParameter: Int, processes: Int = 1) throws {
+/// available memory. `batch` is one rank's share of a step's batch, of `ranks` in all.
+func checkMemory(
+    _ plan: MemoryPlan, model: Model, batch: Int, stateTensorsPerParameter: Int, processes: Int = 1, ranks: Int = 1
+) throws {
     let available = availableMemoryBytes() / processes
     guard plan.total > available else { return }
 
     let input = "\(model.inputShape[1])x\(model.inputShape[2])x\(model.inputShape[0])"
-    guard processes == 1 else {
-        throw UsageError(
-            "\(processes) ranks on this machine, each training model \(model.name) at --input \(input) on \(batch) samples "
-                + "per step, need about \(gigabytes(plan.total)) each (an estimate), more than the \(gigabytes(available)) "
-                + "available to each; use a smaller --batch-size or fewer ranks per machine")
-    }
     let fitting = MemoryPlan.largestBatch(
         model: model, upTo: batch - 1, stateTensorsPerParameter: stateTensorsPerParameter, dataBytes: plan.data,
         limit: available)
+    guard processes == 1, ranks == 1 else {
+        let advice = fitting.map { "use --batch-size \($0 * ranks) or less (\($0) per rank)" } ?? "use fewer ranks per machine"
+        throw UsageError(
+            "\(processes) \(processes == 1 ? "rank" : "ranks") on this machine, each training model \(model.name) at "
+                + "--input \(input) on \(batch) samples per step, need about \(gigabytes(plan.total)) each (an estimate), "
+                + "more than the \(gigabytes(available)) available to each; \(advice)")
+    }
     let advice = fitting.map { "use --batch-size \($0) or less, or a smaller --input" } ?? "use a smaller --input or fewer samples"
     throw UsageError(
         "--batch-size \(batch) with model \(model.name) at --input \(input) needs about "

@@ -8,12 +8,12 @@ let distributedOptions = [
         flag: "distributed",
         help: "train data-parallel across the processes that mpiexec started (mpiexec -n N resnet train ... --distributed): "
             + "--batch-size is the whole batch, split evenly among the ranks, whose gradients are summed before each step; "
-            + "batch norm normalizes over each rank's share and keeps per-rank running statistics, as MLPerf's ResNet does; "
-            + "rank 0 alone prints, logs and saves"),
+            + "batch norm normalizes over each rank's share and updates per-rank running statistics, as MLPerf's ResNet does, "
+            + "and every rank takes rank 0's before each validation; rank 0 alone prints, logs and saves"),
     Option(
         "collective-timeout", placeholder: "SECONDS",
-        help: "with --distributed, end the run when a sum across the ranks waits longer than this for them, which means "
-            + "a rank died or stalled",
+        help: "with --distributed, end the run when a sum across the ranks, or MPI's start, waits longer than this "
+            + "for them (1 to 86400), which means a rank died, stalled or failed",
         default: "300"),
     Option(
         flag: "check-replicas",
@@ -79,23 +79,45 @@ final class DistributedRun {
 
     var isLeader: Bool { group.rank == 0 }
 
+    /// Checks that every rank loaded the same training and validation data: the same counts
+    /// and the same values, compared by checksum.
+    func checkData(_ data: LoadedData) throws {
+        let local = fingerprint(data.train) + fingerprint(data.validation)
+        let all = try group.gather(local, purpose: "data checksums")
+        let differing = all.indices.filter { all[$0] != all[0] }
+        guard differing.isEmpty else {
+            let describe = { (values: [Double]) in "\(Int(values[0])) training and \(Int(values[3])) validation samples" }
+            let listing = ([0] + differing).map { "rank \($0): \(describe(all[$0]))" }.joined(separator: "; ")
+            throw UsageError(
+                "the data differs between ranks (\(listing), compared with checksums of the values); every rank must "
+                    + "read the same files with the same --samples, --validation-samples and --seed")
+        }
+    }
+
     /// The ranks on this process's host, which share its cores and memory.
     var localRankCount: Int {
         let host = processes[group.rank].host
         return processes.filter { $0.host == host }.count
     }
 
-    /// Checks that the batch splits evenly and returns each rank's share.
-    func shareOfBatch(_ batchSize: Int) throws(UsageError) -> Int {
+    /// Checks that the batch splits evenly and returns each rank's share. A resumed run keeps
+    /// its batch size, so the advice is then about the rank count.
+    func shareOfBatch(_ batchSize: Int, resumed: Bool) throws(UsageError) -> Int {
         let size = group.size
-        guard batchSize % size == 0 else {
-            let lower = batchSize / size * size
-            let choices = (lower > 0 ? [lower] : []) + [lower + size]
+        guard batchSize % size != 0 else { return batchSize / size }
+
+        if resumed {
+            let counts = (1...batchSize).filter { batchSize % $0 == 0 }
+            let nearest = counts.sorted { abs($0 - size) < abs($1 - size) }.prefix(2).sorted()
             throw UsageError(
-                "--batch-size \(batchSize) does not split evenly among \(size) ranks; use a multiple of \(size), such as "
-                    + choices.map(String.init).joined(separator: " or "))
+                "the resumed run's batch of \(batchSize) does not split evenly among \(size) ranks; start it on a "
+                    + "number of ranks that divides \(batchSize), such as " + nearest.map(String.init).joined(separator: " or "))
         }
-        return batchSize / size
+        let lower = batchSize / size * size
+        let choices = (lower > 0 ? [lower] : []) + [lower + size]
+        throw UsageError(
+            "--batch-size \(batchSize) does not split evenly among \(size) ranks; use a multiple of \(size), such as "
+                + choices.map(String.init).joined(separator: " or "))
     }
 
     /// Threads per rank when `--threads` is absent: this host's cores shared among its ranks.
@@ -118,7 +140,7 @@ final class DistributedRun {
     func configurationRows(batchSize: Int) -> [(String, String)] {
         let ranks = processes.enumerated().map { "\($0.offset): pid \($0.element.pid) on \($0.element.host)" }
         return [
-            ("distributed", "\(group.size) ranks over MPI, \(batchSize / group.size) samples per rank per step"),
+            ("distributed", "\(counted(group.size, "rank")) over MPI, \(batchSize / group.size) samples per rank per step"),
             ("ranks", ranks.joined(separator: ", ")),
         ]
     }
@@ -133,6 +155,26 @@ final class DistributedRun {
     }
 }
 
+/// Returns the sample count and a 64-bit hash of the inputs and targets of `dataset`, the hash
+/// split into halves that a Double represents exactly. Without a data set, returns zeros.
+private func fingerprint(_ dataset: InMemoryDataset?) -> [Double] {
+    guard let dataset else { return [0, 0, 0] }
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    func mix(_ word: UInt64) {
+        hash = (hash ^ word) &* 0x0000_0100_0000_01b3
+    }
+    for value in dataset.inputs {
+        mix(UInt64(value.bitPattern))
+    }
+    for label in dataset.labels ?? [] {
+        mix(UInt64(bitPattern: Int64(label)))
+    }
+    for value in dataset.values ?? [] {
+        mix(UInt64(value.bitPattern))
+    }
+    return [Double(dataset.count), Double(hash >> 32), Double(hash & 0xffff_ffff)]
+}
+
 /// Returns the backend's name and instruction set, without the thread count, which may differ by rank.
 private func backendKind(_ backend: Backend) -> String {
     backend.summary.split(separator: ",").filter { !$0.contains("thread") }.joined(separator: ",")
@@ -144,4 +186,9 @@ private func hostName() -> String {
     var buffer = [CChar](repeating: 0, count: 256)
     guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown host" }
     return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Returns "1 rank" or "2 ranks": the count with the noun in the number it needs.
+func counted(_ count: Int, _ noun: String) -> String {
+    "\(count) \(noun)\(count == 1 ? "" : "s")"
 }

@@ -4,8 +4,8 @@ import ResNetKit
 let resumeOption = Option(
     "resume", placeholder: "FILE",
     help: "continue the run that an interrupted 'resnet train' saved to FILE, with the options recorded in it; "
-        + "only --threads and the options of distributed training may be given beside it, so a run can continue on "
-        + "another number of ranks")
+        + "only --threads, --overwrite and the options of distributed training may be given beside it, so a run can "
+        + "continue on another number of ranks or replace the --save file it records")
 
 /// The options that `--resume` takes from the command line instead of the checkpoint: how the
 /// run is spread over threads and processes, which changes at most the rounding of its sums.
@@ -36,7 +36,7 @@ struct ResumedRun {
     init(_ options: ParsedArguments) throws(UsageError) {
         let path = try options.string("resume")
         if let other = trainCommand.options.map(\.name).first(where: {
-            $0 != "resume" && !placementOptions.contains($0) && options.contains($0)
+            $0 != "resume" && $0 != "overwrite" && !placementOptions.contains($0) && options.contains($0)
         }) {
             throw UsageError(
                 "--\(other) cannot be given with --resume, which continues the run with the options recorded in "
@@ -88,6 +88,9 @@ struct ResumedRun {
                     continued += ["--\(name)", try options.string(name)]
                 }
             }
+        }
+        if options.flag("overwrite"), !continued.contains("--overwrite") {
+            continued.append("--overwrite")
         }
         do {
             arguments = try ParsedArguments(parsing: continued, for: trainCommand, program: options.program)

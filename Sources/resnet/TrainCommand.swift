@@ -84,10 +84,11 @@ struct TrainSettings {
         threads = try parseThreads(arguments)
         backend = try arguments.choice("backend", as: BackendChoice.self)
         winograd = arguments.flag("winograd")
-        save = try checkSaveTarget(arguments)
+        // Rank 0 alone writes checkpoints, so the other ranks do not need its directory.
+        save = (DistributedRun.currentRank ?? 0) == 0 ? try checkSaveTarget(arguments) : nil
         overwrite = arguments.flag("overwrite")
         if arguments.contains("save-every") {
-            guard save != nil else {
+            guard arguments.contains("save") else {
                 throw UsageError("--save-every needs --save FILE, beside which the epoch checkpoints are written")
             }
             saveInterval = try arguments.integer("save-every", in: 1...1_000_000)
@@ -134,15 +135,19 @@ final class EpochPrinter: TrainingObserver {
 }
 
 func runTrain(_ options: ParsedArguments) throws -> Int32 {
+    // MPI starts before anything that can fail on one rank alone, such as reading a file, so
+    // that such a failure ends every rank through MPI_Abort. The distributed options always
+    // come from this command line, also when resuming.
+    let distributed = try DistributedSettings.parse(options).map { try DistributedRun($0) }
     let resumed = options.contains("resume") ? try ResumedRun(options) : nil
     let arguments = resumed?.arguments ?? options
     let commandLine = resumed?.recordedArguments ?? Array(CommandLine.arguments.dropFirst(2))
     let settings = try TrainSettings(arguments)
     let isRegression = settings.data.isRegression
-    let distributed = try DistributedSettings.parse(arguments).map { try DistributedRun($0) }
-    let localBatch = try distributed?.shareOfBatch(settings.batchSize) ?? settings.batchSize
+    let localBatch = try distributed?.shareOfBatch(settings.batchSize, resumed: resumed != nil) ?? settings.batchSize
     let isLeader = distributed?.isLeader ?? true
     let data = try loadData(arguments)
+    try distributed?.checkData(data)
     let shape = data.train.sampleShape
     let optimization = try OptimizationSettings(
         arguments, epochs: settings.epochs, stepsPerEpoch: (data.train.count + settings.batchSize - 1) / settings.batchSize)
@@ -168,7 +173,7 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
     if !dryRun {
         try checkMemory(
             plan, model: model, batch: localBatch, stateTensorsPerParameter: stateTensors,
-            processes: distributed?.localRankCount ?? 1)
+            processes: distributed?.localRankCount ?? 1, ranks: distributed?.group.size ?? 1)
     }
     if let resumed {
         try resumed.restore(into: model, optimizer: optimizer)
@@ -199,7 +204,7 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
         printMemoryPlan(plan)
         try checkMemory(
             plan, model: model, batch: localBatch, stateTensorsPerParameter: stateTensors,
-            processes: distributed?.localRankCount ?? 1)
+            processes: distributed?.localRankCount ?? 1, ranks: distributed?.group.size ?? 1)
         print("dry run: the plan fits; no training done")
         try distributed?.finish()
         return 0
@@ -237,8 +242,10 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
         backend: backend, ranks: distributed?.group.size, last: history.last)
 
     if let point = trainer.stoppedAt {
-        // In a distributed run the ranks agree to stop when any of them is signalled.
+        // In a distributed run the ranks agree to stop when any of them is signalled, so this
+        // rank may have received none.
         let signal = Interruption.receivedSignal ?? SIGINT
+        let cause = Interruption.receivedSignal.map { Interruption.name(of: $0) } ?? "a signal to another rank"
         guard isLeader else {
             try distributed?.finish()
             return Interruption.exitCode(for: signal)
@@ -248,7 +255,7 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
             arguments: commandLine, record: record, save: settings.save)
         let steps = (data.train.count + settings.batchSize - 1) / settings.batchSize
         print("")
-        print("interrupted by \(Interruption.name(of: signal)) after step \(point.step) of \(steps) in epoch \(point.epoch); saved the run to \(url.path)")
+        print("interrupted by \(cause) after step \(point.step) of \(steps) in epoch \(point.epoch); saved the run to \(url.path)")
         if let distributed {
             print("resume with: mpiexec -n \(distributed.group.size) resnet train --resume \(url.path) --distributed (any rank count whose share of the batch is whole works, as does one process without --distributed)")
         } else {
@@ -262,8 +269,10 @@ func runTrain(_ options: ParsedArguments) throws -> Int32 {
     }
     try distributed?.finish()
 
-    if let distributed {
-        print("replicas: the weights of all \(distributed.group.size) ranks were identical at each of \(trainer.replicaChecks) checks")
+    if let distributed, distributed.group.size > 1 {
+        print(
+            "replicas: the weights of all \(distributed.group.size) ranks were identical at each of "
+                + counted(trainer.replicaChecks, "check"))
     }
     let elapsed = Date().timeIntervalSince(started)
     let trainingSeconds = history.reduce(0) { $0 + $1.trainingSeconds }

@@ -9,22 +9,18 @@ let program = Program(
 // Line-buffered output, so that a pipe or a log file receives each epoch's line as it ends.
 setvbuf(stdout, nil, _IOLBF, 0)
 
-let parsed: Program.Invocation
 do {
-    parsed = try program.parse(Array(CommandLine.arguments.dropFirst()))
-} catch {
-    // Under mpiexec every rank parses the same words; rank 0 alone reports what is wrong.
-    if let rank = DistributedRun.launchRank, rank > 0 {
-        exit(ExitCode.usage)
-    }
-    exitWithError(error)
-}
-
-do {
-    switch parsed {
+    switch try program.parse(Array(CommandLine.arguments.dropFirst())) {
     case .help(let text):
         print(text)
     case .run(let command, let arguments):
+        // Only training runs distributed; any other command under mpiexec would run once per
+        // process and print everything that many times.
+        let processes = ProcessInfo.processInfo.environment["PMI_SIZE"].flatMap { Int($0) } ?? 1
+        if command.name != "train", processes > 1 {
+            throw UsageError(
+                "mpiexec started \(processes) processes, but 'resnet \(command.name)' runs in one; run it without mpiexec")
+        }
         let status: Int32
         switch command.name {
         case "train": status = try runTrain(arguments)

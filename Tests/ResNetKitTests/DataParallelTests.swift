@@ -191,24 +191,34 @@ final class DataParallelTests: XCTestCase {
     }
 
     func testBatchNormRanksKeepIdenticalWeights() throws {
+        // Without validation, each rank's running statistics follow its own shares; with it,
+        // every rank takes rank 0's before validating.
         let data = try SyntheticData.gratings(samples: 48, sampleShape: TensorShape(3, 8, 8), classes: 3, seed: 3)
-        let runs = onRanks(2) { rank -> (weights: [[Float]], statistics: [[Float]])? in
-            guard let trainer = try? convolutionTrainer() else { return nil }
-            trainer.replicas = rank
-            trainer.checksReplicasEveryStep = true
-            guard (try? trainer.fit(data, validation: nil, epochs: 2, batchSize: 8, seed: 6)) != nil else { return nil }
-            let model = trainer.model
-            let statistics = model.parameters.filter { !$0.isTrainable }
-            return (
-                (try? model.trainableParameters.map { try model.backend.values(of: $0.value) }) ?? [],
-                (try? statistics.map { try model.backend.values(of: $0.value) }) ?? []
-            )
+        let validation = try SyntheticData.gratings(samples: 9, sampleShape: TensorShape(3, 8, 8), classes: 3, seed: 4)
+        for validates in [false, true] {
+            let runs = onRanks(2) { rank -> (weights: [[Float]], statistics: [[Float]])? in
+                guard let trainer = try? convolutionTrainer() else { return nil }
+                trainer.replicas = rank
+                trainer.checksReplicasEveryStep = true
+                let fitted = try? trainer.fit(data, validation: validates ? validation : nil, epochs: 2, batchSize: 8, seed: 6)
+                guard fitted != nil else { return nil }
+                let model = trainer.model
+                let statistics = model.parameters.filter { !$0.isTrainable }
+                return (
+                    (try? model.trainableParameters.map { try model.backend.values(of: $0.value) }) ?? [],
+                    (try? statistics.map { try model.backend.values(of: $0.value) }) ?? []
+                )
+            }
+            let first = try XCTUnwrap(runs[0], "rank 0 failed")
+            let second = try XCTUnwrap(runs[1], "rank 1 failed")
+            XCTAssertEqual(first.weights, second.weights)
+            XCTAssertFalse(first.statistics.isEmpty)
+            if validates {
+                XCTAssertEqual(first.statistics, second.statistics, "every rank validates with rank 0's statistics")
+            } else {
+                XCTAssertNotEqual(first.statistics, second.statistics, "each rank keeps statistics of its own shares")
+            }
         }
-        let first = try XCTUnwrap(runs[0], "rank 0 failed")
-        let second = try XCTUnwrap(runs[1], "rank 1 failed")
-        XCTAssertEqual(first.weights, second.weights)
-        XCTAssertFalse(first.statistics.isEmpty)
-        XCTAssertNotEqual(first.statistics, second.statistics, "each rank keeps running statistics of its own share")
     }
 
     func testDifferingWeightsAreReported() throws {

@@ -172,8 +172,8 @@ final class DistributedCommandLineTests: XCTestCase {
         XCTAssertNotEqual(job.process.terminationStatus, 0)
         XCTAssertGreaterThan(waited, 2.5)
         XCTAssertLessThan(waited, 30)
-        XCTAssertTrue(job.errorText.contains("error: rank 0: waited 3 s for the other ranks to sum the "), job.errorText)
-        XCTAssertTrue(job.errorText.contains("a rank has died or stalled"), job.errorText)
+        XCTAssertTrue(job.errorText.contains("error: rank 0: waited 3 s for the other ranks at the sum of the "), job.errorText)
+        XCTAssertTrue(job.errorText.contains("a rank has died, stalled or failed to start"), job.errorText)
     }
 
     func testInterruptedRunResumesOnAnyRankCount() throws {
@@ -211,6 +211,52 @@ final class DistributedCommandLineTests: XCTestCase {
         let validationLoss = try XCTUnwrap(
             last.split(separator: " ").first { $0.hasPrefix("val_loss=") }.flatMap { Double($0.dropFirst("val_loss=".count)) })
         XCTAssertEqual(validationLoss, 0.01, accuracy: 0.002, String(last))
+    }
+
+    /// Starts one rank with `first` and another with `second`, as `mpiexec` does for ranks on
+    /// machines whose files differ, and returns the exit status, the errors and the seconds taken.
+    private func runPair(_ first: [String], _ second: [String]) throws -> (status: Int32, errors: String, seconds: Double) {
+        let tool = CommandLineTests.toolURL.path
+        let process = Process()
+        process.executableURL = Self.mpiexec
+        process.arguments = ["-n", "1", tool] + first + [":", "-n", "1", tool] + second
+        process.currentDirectoryURL = directory
+        let errors = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        let started = Date()
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text, Date().timeIntervalSince(started))
+    }
+
+    func testRankFailingAtStartEndsTheRun() throws {
+        // Rank 1 cannot read its --resume file. MPI starts before that is read, so the error
+        // ends rank 0 through MPI_Abort instead of leaving it waiting for rank 1.
+        let missing = directory.appendingPathComponent("missing.safetensors").path
+        let result = try runPair(
+            regressionJob(samples: 64, epochs: 1, save: "free.safetensors") + ["--distributed"],
+            ["train", "--resume", missing, "--distributed"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertLessThan(result.seconds, 60)
+        XCTAssertTrue(result.errors.contains("error: rank 1: --resume \(missing)"), result.errors)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("free.safetensors").path))
+    }
+
+    func testRanksWithDifferentDataAreRejected() throws {
+        // The same job except for the seed, which draws other samples.
+        let job = regressionJob(samples: 64, epochs: 1, save: "free.safetensors") + ["--distributed"]
+        let result = try runPair(job, job + ["--seed", "2"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.errors.contains("the data differs between ranks (rank 0: 64 training and 64 validation samples; rank 1: 64 training"), result.errors)
+    }
+
+    func testOtherCommandsRefuseSeveralProcesses() throws {
+        let result = try run(ranks: 2, ["summary", "--model", "resnet20", "--input", "32x32x3"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.errors.contains("mpiexec started 2 processes, but 'resnet summary' runs in one"), result.errors)
+        XCTAssertFalse(result.output.contains("total parameters"), result.output)
     }
 
     func testInvalidDistributedOptions() throws {
