@@ -3,7 +3,7 @@ import ResNetKit
 
 let resumeOption = Option(
     "resume", placeholder: "FILE",
-    help: "continue the run that an interrupted 'resnet train' saved to FILE, with the options recorded in it; "
+    help: "continue the run saved to FILE by an interrupted 'resnet train' or by --save-every, with the options recorded in it; "
         + "only --threads, --overwrite and the options of distributed training may be given beside it, so a run can "
         + "continue on another number of ranks or replace the --save file it records")
 
