@@ -19,12 +19,12 @@ struct EpochPlan {
 
     var stepCount: Int { (order.count + batchSize - 1) / batchSize }
 
-    /// The samples of `step` for all ranks together.
+    /// Returns the samples of `step` for all ranks together.
     func batchIndices(ofStep step: Int) -> ArraySlice<Int> {
         order[step * batchSize..<min((step + 1) * batchSize, order.count)]
     }
 
-    /// The position of this rank's samples within `step`'s batch.
+    /// Returns the position of this rank's samples within `step`'s batch.
     func share(ofStep step: Int) -> Range<Int> {
         let count = batchIndices(ofStep: step).count
         return (replica.rank * count / replica.size)..<((replica.rank + 1) * count / replica.size)

@@ -45,7 +45,7 @@ public struct RegressionTotals: Sendable {
         add(targets: targets, outputs: outputs, sumOfSquaredErrors: squaredErrors)
     }
 
-    /// The totals as numbers, for sending to other ranks: the sum of squared errors, the sample
+    /// Returns the totals as numbers, for sending to other ranks: the sum of squared errors, the sample
     /// count, then each column's mean and sum of squared deviations. `outputs` sizes the list
     /// when no sample has been added.
     func components(outputs: Int) -> [Double] {

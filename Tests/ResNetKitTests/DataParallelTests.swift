@@ -267,7 +267,7 @@ final class DataParallelTests: XCTestCase {
 
     func testNaNOnOneRankStopsAll() throws {
         // Sample 5 is NaN. Rank 1 takes the second half of each batch of 4, so the step that
-        // holds sample 5 fails on one rank and both must report it.
+        // contains sample 5 fails on one rank and both must report it.
         let shape = TensorShape(2)
         var inputs = (0..<16 * 2).map { Float($0 % 5) / 5 }
         inputs[5 * 2] = .nan

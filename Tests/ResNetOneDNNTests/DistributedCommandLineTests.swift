@@ -137,14 +137,21 @@ final class DistributedCommandLineTests: XCTestCase {
         XCTAssertTrue(result.output.contains("epoch 2/2 "), result.output)
     }
 
-    func testKilledRankEndsTheRun() throws {
-        let job = try launch(ranks: 2, longJob())
-        defer { job.process.terminate() }
+    /// Waits until `job` has started training, a second into it, and returns its ranks'
+    /// process IDs, asserting that there are two.
+    private func trainingRanks(of job: Launch) -> [Int32] {
         XCTAssertTrue(job.waitFor("normalization:", seconds: 60), job.outputText + job.errorText)
         let ranks = job.rankProcesses()
         XCTAssertEqual(ranks.count, 2, job.outputText)
-        guard ranks.count == 2 else { return }
         Thread.sleep(forTimeInterval: 1)
+        return ranks
+    }
+
+    func testKilledRankEndsTheRun() throws {
+        let job = try launch(ranks: 2, longJob())
+        defer { job.process.terminate() }
+        let ranks = trainingRanks(of: job)
+        guard ranks.count == 2 else { return }
 
         let killed = Date()
         kill(ranks[1], SIGKILL)
@@ -158,11 +165,8 @@ final class DistributedCommandLineTests: XCTestCase {
     func testStalledRankTimesOut() throws {
         let job = try launch(ranks: 2, longJob(["--collective-timeout", "3"]))
         defer { job.process.terminate() }
-        XCTAssertTrue(job.waitFor("normalization:", seconds: 60), job.outputText + job.errorText)
-        let ranks = job.rankProcesses()
-        XCTAssertEqual(ranks.count, 2, job.outputText)
+        let ranks = trainingRanks(of: job)
         guard ranks.count == 2 else { return }
-        Thread.sleep(forTimeInterval: 1)
 
         let stopped = Date()
         kill(ranks[1], SIGSTOP)
