@@ -3,7 +3,11 @@
 // Dimensions: N batch, C input channels, K output channels, H x W input, R x S kernel,
 // OH x OW output. src is N x C x H x W, weights K x C x R x S, bias K, dst N x K x OH x OW.
 // Pads are given per side because TensorFlow's 'same' pads more at the bottom and right.
+//
+// With Winograd allowed, oneDNN picks its own Winograd kernels where it has them (AVX-512).
+// On AVX2, where it has none, 3x3 convolutions at stride 1 run the bridge's (Winograd.cpp).
 #include "Common.hpp"
+#include "Winograd.hpp"
 
 namespace onednn_bridge {
 
@@ -17,11 +21,20 @@ struct ConvolutionPlan final : Plan {
     ConvolutionShape shape;
     bool hasBias;
     algorithm kind;
+    bool ownWinograd;
     dnnl::convolution_forward::primitive_desc forwardDescriptor;
+    winograd::Workspace workspace;
 
     ConvolutionPlan(const ConvolutionShape &shape, bool hasBias, bool winograd)
-        : Plan(describe(shape)), shape(shape), hasBias(hasBias),
-          kind(winograd ? algorithm::convolution_auto : algorithm::convolution_direct) {}
+        : Plan(describe(shape) + (winograd && usesOwnWinograd(shape) ? ", Winograd F(4x4, 3x3) on AVX2" : "")),
+          shape(shape), hasBias(hasBias),
+          kind(winograd ? algorithm::convolution_auto : algorithm::convolution_direct),
+          ownWinograd(winograd && usesOwnWinograd(shape)) {}
+
+    static bool usesOwnWinograd(const ConvolutionShape &s) {
+        dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+        return (isa == dnnl_cpu_isa_avx2 || isa == dnnl_cpu_isa_avx2_vnni) && winograd::applies(s);
+    }
 
     static std::string describe(const ConvolutionShape &s) {
         return "convolution " + dimsText({s.batch, s.inputChannels, s.inputHeight, s.inputWidth}) + " -> " +
@@ -32,6 +45,10 @@ struct ConvolutionPlan final : Plan {
     }
 
     void build(Pass pass, PassTable &table) override {
+        if (ownWinograd) {
+            buildWinograd(pass, table);
+            return;
+        }
         const ConvolutionShape &s = shape;
         memory::desc src({s.batch, s.inputChannels, s.inputHeight, s.inputWidth}, memory::data_type::f32, tag::any);
         memory::desc weights(
@@ -81,12 +98,64 @@ struct ConvolutionPlan final : Plan {
         }
         rejectPass(pass);
     }
+
+    void buildWinograd(Pass pass, PassTable &table) {
+        const ConvolutionShape &s = shape;
+        memory::desc src({s.batch, s.inputChannels, s.inputHeight, s.inputWidth}, memory::data_type::f32, tag::nChw8c);
+        memory::desc dst({s.batch, s.outputChannels, s.outputHeight, s.outputWidth}, memory::data_type::f32,
+                         tag::nChw8c);
+        memory::desc weights = plainDescriptor({s.outputChannels, s.inputChannels, 3, 3});
+        memory::desc bias = plainDescriptor({s.outputChannels});
+        winograd::Shape sizes{s.batch, s.inputChannels, s.outputChannels, s.inputHeight, s.inputWidth};
+        auto data = [](std::unordered_map<int, memory> &memories, int argument) {
+            return static_cast<float *>(memories.at(argument).get_data_handle());
+        };
+
+        switch (pass) {
+        case Pass::forward:
+            table.add(Role::src, DNNL_ARG_SRC, src);
+            table.add(Role::weights, DNNL_ARG_WEIGHTS, weights);
+            if (hasBias) table.add(Role::bias, DNNL_ARG_BIAS, bias);
+            table.add(Role::dst, DNNL_ARG_DST, dst);
+            table.run = [this, sizes, data](std::unordered_map<int, memory> &memories) {
+                winograd::forward(sizes, data(memories, DNNL_ARG_SRC), data(memories, DNNL_ARG_WEIGHTS),
+                                  hasBias ? data(memories, DNNL_ARG_BIAS) : nullptr, data(memories, DNNL_ARG_DST),
+                                  workspace);
+            };
+            return;
+        case Pass::backward:
+            table.add(Role::diffDst, DNNL_ARG_DIFF_DST, dst);
+            table.add(Role::weights, DNNL_ARG_WEIGHTS, weights);
+            table.add(Role::diffSrc, DNNL_ARG_DIFF_SRC, src);
+            table.run = [this, sizes, data](std::unordered_map<int, memory> &memories) {
+                winograd::backwardData(sizes, data(memories, DNNL_ARG_DIFF_DST), data(memories, DNNL_ARG_WEIGHTS),
+                                       data(memories, DNNL_ARG_DIFF_SRC), workspace);
+            };
+            return;
+        case Pass::backwardWeights:
+            table.add(Role::src, DNNL_ARG_SRC, src);
+            table.add(Role::diffDst, DNNL_ARG_DIFF_DST, dst);
+            table.add(Role::diffWeights, DNNL_ARG_DIFF_WEIGHTS, weights);
+            if (hasBias) table.add(Role::diffBias, DNNL_ARG_DIFF_BIAS, bias);
+            table.run = [this, sizes, data](std::unordered_map<int, memory> &memories) {
+                winograd::backwardWeights(sizes, data(memories, DNNL_ARG_SRC), data(memories, DNNL_ARG_DIFF_DST),
+                                          data(memories, DNNL_ARG_DIFF_WEIGHTS),
+                                          hasBias ? data(memories, DNNL_ARG_DIFF_BIAS) : nullptr, workspace);
+            };
+            return;
+        }
+        rejectPass(pass);
+    }
 };
 
 }
 
 Plan *convolutionCreate(ConvolutionShape shape, bool hasBias, bool winograd, Status *status) noexcept {
     return createPlan("convolution", status, [&] { return new ConvolutionPlan(shape, hasBias, winograd); });
+}
+
+bool convolutionUsesBridgeWinograd(ConvolutionShape shape) noexcept {
+    return ConvolutionPlan::usesOwnWinograd(shape);
 }
 
 }

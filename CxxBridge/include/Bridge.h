@@ -89,9 +89,12 @@ struct PoolShape {
     int64_t outputHeight, outputWidth;
 };
 
-/// Convolution.cpp. src, weights and dst layouts are the primitive's choice; `winograd` lets
-/// oneDNN pick Winograd where it has an implementation (convolution_auto).
+/// Convolution.cpp. src, weights and dst layouts are the primitive's choice. `winograd` lets
+/// oneDNN pick Winograd where it has an implementation (convolution_auto, AVX-512), and runs
+/// 3x3 convolutions at stride 1 with the bridge's own Winograd kernels on AVX2.
 Plan *convolutionCreate(ConvolutionShape shape, bool hasBias, bool winograd, Status *status) noexcept;
+/// Whether a convolution plan of `shape` with Winograd allowed runs the bridge's own kernels.
+bool convolutionUsesBridgeWinograd(ConvolutionShape shape) noexcept;
 
 /// BatchNorm.cpp. Normalizes each channel (axis 1) of a tensor in `dataLayout`. `training`
 /// plans use batch statistics and have a backward pass; the others use given statistics.

@@ -116,11 +116,28 @@ extension OneDNNBackend {
         return batch
     }
 
+    /// Whether convolutions of this geometry run the bridge's Winograd kernels rather than
+    /// oneDNN's: true on AVX2 for 3x3 kernels at stride 1 with one pixel of padding, channel
+    /// counts that are multiples of 8 and at most 128 x 128 channel pairs, unless Winograd is off.
+    public func usesBridgeWinograd(_ geometry: ConvolutionGeometry) -> Bool {
+        winograd && onednn_bridge.convolutionUsesBridgeWinograd(bridgeShape(geometry, batch: 1))
+    }
+
     func convolutionPlan(_ geometry: ConvolutionGeometry, batch: Int, hasBias: Bool) throws -> Plan {
         let key = ConvolutionKey(geometry: geometry, batch: batch, hasBias: hasBias)
         if let plan = convolutionPlans[key] {
             return plan
         }
+        let shape = bridgeShape(geometry, batch: batch)
+        let winograd = self.winograd
+        let plan = try Plan(operation: "convolution") {
+            onednn_bridge.convolutionCreate(shape, hasBias, winograd, $0)
+        }
+        convolutionPlans[key] = plan
+        return plan
+    }
+
+    func bridgeShape(_ geometry: ConvolutionGeometry, batch: Int) -> onednn_bridge.ConvolutionShape {
         var shape = onednn_bridge.ConvolutionShape()
         shape.batch = Int64(batch)
         shape.inputChannels = Int64(geometry.inputChannels)
@@ -137,12 +154,7 @@ extension OneDNNBackend {
         shape.padRight = Int64(geometry.padRight)
         shape.outputHeight = Int64(geometry.outputHeight)
         shape.outputWidth = Int64(geometry.outputWidth)
-        let winograd = self.winograd
-        let plan = try Plan(operation: "convolution") {
-            onednn_bridge.convolutionCreate(shape, hasBias, winograd, $0)
-        }
-        convolutionPlans[key] = plan
-        return plan
+        return shape
     }
 
     // MARK: - Dense

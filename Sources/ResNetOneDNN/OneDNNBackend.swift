@@ -18,7 +18,8 @@ public final class OneDNNBackend: Backend {
     /// The instruction set oneDNN dispatches to, such as `avx512_core_bf16`.
     public let isa: String
 
-    /// Whether convolutions let oneDNN pick Winograd where it has an implementation.
+    /// Whether convolutions may use Winograd's algorithm: oneDNN's where it has one (AVX-512),
+    /// and the bridge's own F(4x4, 3x3) for 3x3 convolutions at stride 1 on AVX2.
     public let winograd: Bool
 
     let pool = BufferPool()
@@ -36,8 +37,10 @@ public final class OneDNNBackend: Backend {
     /// - Parameters:
     ///   - threads: OpenMP threads for oneDNN, for the whole process; nil keeps the current
     ///     setting (`OMP_NUM_THREADS`, or all cores).
-    ///   - winograd: lets convolutions use Winograd (`convolution_auto`) where oneDNN offers it.
-    public init(threads: Int? = nil, winograd: Bool = false) throws {
+    ///   - winograd: lets convolutions use Winograd's algorithm, which needs fewer
+    ///     multiplications and rounds slightly differently (about 1e-5 of the largest output);
+    ///     false runs every convolution directly.
+    public init(threads: Int? = nil, winograd: Bool = true) throws {
         let status = onednn_bridge.engineInitialize()
         guard status == .ok else {
             throw bridgeError("engine", status)
@@ -61,7 +64,7 @@ public final class OneDNNBackend: Backend {
 
     public var summary: String {
         "oneDNN \(version), ISA \(isa), \(threads) \(threads == 1 ? "thread" : "threads")"
-            + (winograd ? ", Winograd allowed" : "")
+            + (winograd ? "" : ", direct convolutions only")
     }
 
     /// The number of tensor buffers allocated from the system so far; it stays constant across

@@ -22,9 +22,9 @@ let threadsOption = Option(
 let backendOption = Option(
     "backend", choices: BackendChoice.allCases.map(\.rawValue),
     help: "onednn runs oneDNN's kernels; reference runs the readable pure-Swift ones", default: "onednn")
-let winogradOption = Option(
-    flag: "winograd",
-    help: "let oneDNN pick Winograd convolutions where it judges them faster (onednn backend only)")
+let noWinogradOption = Option(
+    flag: "no-winograd",
+    help: "run every convolution directly, without Winograd's transforms (onednn backend only)")
 
 func parseThreads(_ arguments: ParsedArguments) throws(UsageError) -> Int? {
     arguments.contains("threads") ? try arguments.integer("threads", in: 1...1024) : nil

@@ -24,7 +24,7 @@ let benchCommand = Command(
         Option(flag: "json", help: "print one JSON object instead of text, for scripts"),
         threadsOption,
         backendOption,
-        winogradOption,
+        noWinogradOption,
     ])
 
 func runBench(_ arguments: ParsedArguments) throws -> Int32 {
@@ -39,7 +39,7 @@ func runBench(_ arguments: ParsedArguments) throws -> Int32 {
     let choice = try arguments.choice("backend", as: BackendChoice.self)
     let json = arguments.flag("json")
 
-    let backend = try makeBackend(choice, threads: threads, winograd: arguments.flag("winograd"))
+    let backend = try makeBackend(choice, threads: threads, winograd: !arguments.flag("no-winograd"))
     let model = try buildModel(architecture, classes: classes, input: input, backend: backend, seed: 1)
     try checkMemory(model, batch: batch)
     let benchmark = Benchmark(model: model, batch: batch, warmupSteps: warmup, timedSteps: steps)

@@ -29,7 +29,7 @@ let compareCommand = Command(
                default: "train"),
         Option("steps", placeholder: "N", help: "Adam steps after which losses and weights are compared too", default: "0"),
         threadsOption,
-        winogradOption,
+        noWinogradOption,
     ])
 
 enum ComparisonModeChoice: String, CaseIterable {
@@ -46,7 +46,7 @@ func runCompare(_ arguments: ParsedArguments) throws -> Int32 {
     let steps = try arguments.integer("steps", in: 0...10_000)
     let threads = try parseThreads(arguments)
 
-    let candidate = try makeBackend(.onednn, threads: threads, winograd: arguments.flag("winograd"))
+    let candidate = try makeBackend(.onednn, threads: threads, winograd: !arguments.flag("no-winograd"))
     let reference = try makeBackend(.reference, threads: threads, winograd: false)
     let shape = sampleShape(input)
     let probe = try buildModel(architecture, classes: classes, input: input, backend: reference, seed: seed)

@@ -23,7 +23,7 @@ let evaluateCommand = Command(
         Option("batch-size", placeholder: "N", help: "samples per forward pass (default: the run's batch size)"),
         threadsOption,
         backendOption,
-        winogradOption,
+        noWinogradOption,
         Option(flag: "json", help: "print one JSON object with every result instead of text, for scripts"),
     ])
 
@@ -54,7 +54,7 @@ func runEvaluate(_ arguments: ParsedArguments) throws -> Int32 {
     let batchSize = arguments.contains("batch-size") ? try arguments.integer("batch-size", in: 1...65_536) : recordedBatch ?? 32
     let threads = try parseThreads(arguments)
     let backendChoice = try arguments.choice("backend", as: BackendChoice.self)
-    let backend = try makeBackend(backendChoice, threads: threads, winograd: arguments.flag("winograd"))
+    let backend = try makeBackend(backendChoice, threads: threads, winograd: !arguments.flag("no-winograd"))
 
     let model: Model
     do {

@@ -56,7 +56,7 @@ func runPredict(_ arguments: ParsedArguments) throws -> Int32 {
     }
 
     let backend = try makeBackend(
-        try arguments.choice("backend", as: BackendChoice.self), threads: try parseThreads(arguments), winograd: false)
+        try arguments.choice("backend", as: BackendChoice.self), threads: try parseThreads(arguments), winograd: true)
     let model: Model
     do {
         model = try checkpoint.makeModel(backend: backend)

@@ -36,7 +36,7 @@ let trainCommand = Command(
                default: "auto"),
         threadsOption,
         backendOption,
-        winogradOption,
+        noWinogradOption,
         saveOption,
         overwriteOption,
         saveEveryOption,
@@ -83,7 +83,7 @@ struct TrainSettings {
         }
         threads = try parseThreads(arguments)
         backend = try arguments.choice("backend", as: BackendChoice.self)
-        winograd = arguments.flag("winograd")
+        winograd = !arguments.flag("no-winograd")
         // Rank 0 alone writes checkpoints, so the other ranks do not need its directory.
         save = (DistributedRun.currentRank ?? 0) == 0 ? try checkSaveTarget(arguments) : nil
         overwrite = arguments.flag("overwrite")

@@ -165,28 +165,66 @@ final class ConvolutionTests: XCTestCase {
 
     func testWinogradMatchesReference() throws {
         let backend = try OneDNNBackend(winograd: true)
-        let g = try ConvolutionGeometry(
-            inputChannels: 32, inputHeight: 12, inputWidth: 12, outputChannels: 32, kernel: (3, 3), stride: (1, 1),
-            padding: .same)
-        let batch = 3
-        let xValues = randomValues(g.inputShape(batch: batch).elementCount, seed: 31)
-        let weightValues = randomValues(g.weightShape.elementCount, seed: 32)
-        let dyValues = randomValues(g.outputShape(batch: batch).elementCount, seed: 33)
-        let x = try backend.makeTensor(xValues, shape: g.inputShape(batch: batch))
-        let weights = try backend.makeTensor(weightValues, shape: g.weightShape)
-        let dy = try backend.makeTensor(dyValues, shape: g.outputShape(batch: batch))
 
-        // Winograd's transforms round more than a direct sum: allow 1e-4 of the largest value.
-        let winogradTolerance = 1e-4
-        let y = try backend.convolution(x, weights: weights, bias: nil, geometry: g)
-        assertClose(
-            try backend.values(of: y), referenceConvolution(xValues, weightValues, nil, g, batch: batch),
-            tolerance: winogradTolerance, "y")
-        let gradients = try backend.convolutionBackward(
-            dy, x: x, weights: weights, hasBias: false, geometry: g, computeInputGradient: true)
-        let expected = referenceConvolutionBackward(dyValues, xValues, weightValues, g, batch: batch)
-        assertClose(try backend.values(of: XCTUnwrap(gradients.dx)), expected.dx, tolerance: winogradTolerance, "dx")
-        assertClose(try backend.values(of: gradients.dw), expected.dw, tolerance: winogradTolerance, "dw")
+        // Sizes that are not multiples of the 4x4 output tile, a single tile, channel counts that
+        // take the 8- and 16-wide GEMM kernels and their remainders, and a bias.
+        let cases: [(inputs: Int, outputs: Int, height: Int, width: Int, batch: Int, bias: Bool)] = [
+            (32, 32, 12, 12, 3, false), (8, 16, 7, 9, 2, true), (24, 8, 5, 6, 2, true), (16, 16, 4, 4, 1, false),
+            (8, 8, 1, 3, 2, false), (16, 24, 11, 3, 1, true),
+        ]
+        for (index, c) in cases.enumerated() {
+            let g = try ConvolutionGeometry(
+                inputChannels: c.inputs, inputHeight: c.height, inputWidth: c.width, outputChannels: c.outputs,
+                kernel: (3, 3), stride: (1, 1), padding: .same)
+            if backend.isa.hasPrefix("avx2") {
+                XCTAssertTrue(backend.usesBridgeWinograd(g), "case \(index) should run the bridge's Winograd kernels")
+            }
+            let xValues = randomValues(g.inputShape(batch: c.batch).elementCount, seed: 31 + UInt64(index))
+            let weightValues = randomValues(g.weightShape.elementCount, seed: 131 + UInt64(index))
+            let biasValues = c.bias ? randomValues(c.outputs, seed: 231 + UInt64(index)) : nil
+            let dyValues = randomValues(g.outputShape(batch: c.batch).elementCount, seed: 331 + UInt64(index))
+            let x = try backend.makeTensor(xValues, shape: g.inputShape(batch: c.batch))
+            let weights = try backend.makeTensor(weightValues, shape: g.weightShape)
+            let bias = try biasValues.map { try backend.makeTensor($0, shape: TensorShape(c.outputs)) }
+            let dy = try backend.makeTensor(dyValues, shape: g.outputShape(batch: c.batch))
+
+            // Winograd's transforms round more than a direct sum: allow 1e-4 of the largest value.
+            let tolerance = 1e-4
+            let y = try backend.convolution(x, weights: weights, bias: bias, geometry: g)
+            assertClose(
+                try backend.values(of: y), referenceConvolution(xValues, weightValues, biasValues, g, batch: c.batch),
+                tolerance: tolerance, "case \(index) y")
+            let gradients = try backend.convolutionBackward(
+                dy, x: x, weights: weights, hasBias: c.bias, geometry: g, computeInputGradient: true)
+            let expected = referenceConvolutionBackward(dyValues, xValues, weightValues, g, batch: c.batch)
+            assertClose(try backend.values(of: XCTUnwrap(gradients.dx)), expected.dx, tolerance: tolerance, "case \(index) dx")
+            assertClose(try backend.values(of: gradients.dw), expected.dw, tolerance: tolerance, "case \(index) dw")
+            if c.bias {
+                assertClose(try backend.values(of: XCTUnwrap(gradients.db)), expected.db, tolerance: 1e-5, "case \(index) db")
+            }
+        }
+    }
+
+    func testWinogradAppliesOnlyWhereItIsExact() throws {
+        let winograd = try OneDNNBackend(winograd: true)
+        let direct = try OneDNNBackend(winograd: false)
+        let stride1 = try ConvolutionGeometry(
+            inputChannels: 16, inputHeight: 8, inputWidth: 8, outputChannels: 16, kernel: (3, 3), stride: (1, 1),
+            padding: .same)
+        let stride2 = try ConvolutionGeometry(
+            inputChannels: 16, inputHeight: 8, inputWidth: 8, outputChannels: 32, kernel: (3, 3), stride: (2, 2),
+            padding: .same)
+        let oddChannels = try ConvolutionGeometry(
+            inputChannels: 3, inputHeight: 8, inputWidth: 8, outputChannels: 16, kernel: (3, 3), stride: (1, 1),
+            padding: .same)
+        let wide = try ConvolutionGeometry(
+            inputChannels: 256, inputHeight: 4, inputWidth: 4, outputChannels: 256, kernel: (3, 3), stride: (1, 1),
+            padding: .same)
+        XCTAssertEqual(winograd.usesBridgeWinograd(stride1), winograd.isa.hasPrefix("avx2"))
+        XCTAssertFalse(direct.usesBridgeWinograd(stride1), "winograd: false must run directly")
+        XCTAssertFalse(winograd.usesBridgeWinograd(stride2))
+        XCTAssertFalse(winograd.usesBridgeWinograd(oddChannels))
+        XCTAssertFalse(winograd.usesBridgeWinograd(wide))
     }
 }
 
