@@ -133,6 +133,10 @@ struct ConvolutionPlan final : Plan {
             };
             return;
         case Pass::backwardWeights:
+            if (s.inputChannels * s.outputChannels > 256 * 256) {
+                buildDirectWeightsGradient(src, dst, weights, bias, table);
+                return;
+            }
             table.add(Role::src, DNNL_ARG_SRC, src);
             table.add(Role::diffDst, DNNL_ARG_DIFF_DST, dst);
             table.add(Role::diffWeights, DNNL_ARG_DIFF_WEIGHTS, weights);
@@ -145,6 +149,39 @@ struct ConvolutionPlan final : Plan {
             return;
         }
         rejectPass(pass);
+    }
+
+    /// Builds the kernel-gradient pass of a Winograd plan on oneDNN's direct kernel, which past
+    /// 256 x 256 channels is faster than the Winograd sums (bench/winograd/run.sh). oneDNN writes
+    /// the gradient in its own blocked layout, and the pass reorders it into the plain one.
+    void buildDirectWeightsGradient(const memory::desc &src, const memory::desc &dst, const memory::desc &weights,
+                                    const memory::desc &bias, PassTable &table) {
+        memory::dims strides{1, 1}, pads{1, 1};
+        memory::desc anyWeights(weights.dims(), memory::data_type::f32, tag::any);
+        dnnl::convolution_forward::primitive_desc hint(
+            dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, src,
+                                            anyWeights, dst, strides, pads, pads),
+            cpuEngine());
+        auto desc = hasBias ? dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, src, anyWeights,
+                                                                       bias, dst, strides, pads, pads)
+                            : dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, src, anyWeights,
+                                                                       dst, strides, pads, pads);
+        dnnl::convolution_backward_weights::primitive_desc primitiveDesc(desc, cpuEngine(), hint);
+        dnnl::convolution_backward_weights primitive(primitiveDesc);
+        memory blocked(primitiveDesc.diff_weights_desc(), cpuEngine());
+        dnnl::reorder toPlain(blocked, memory(weights, cpuEngine(), DNNL_MEMORY_NONE));
+
+        table.add(Role::src, DNNL_ARG_SRC, src);
+        table.add(Role::diffDst, DNNL_ARG_DIFF_DST, dst);
+        table.add(Role::diffWeights, DNNL_ARG_DIFF_WEIGHTS, weights);
+        if (hasBias) table.add(Role::diffBias, DNNL_ARG_DIFF_BIAS, bias);
+        table.run = [primitive, toPlain, blocked](std::unordered_map<int, memory> &memories) mutable {
+            memory plain = memories.at(DNNL_ARG_DIFF_WEIGHTS);
+            memories[DNNL_ARG_DIFF_WEIGHTS] = blocked;
+            primitive.execute(cpuStream(), memories);
+            toPlain.execute(cpuStream(), blocked, plain);
+            cpuStream().wait();
+        };
     }
 };
 

@@ -16,6 +16,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <dlfcn.h>
 
@@ -371,12 +372,12 @@ void multiplyRows(int64_t count, const float *v, int64_t inputs, const float *u,
     }
 }
 
-/// For each position xi: m[xi][slots][outputs] = v[xi][slots][inputs] x U[xi].
+/// For each position xi in [firstXi, endXi): m[xi][slots][outputs] = v[xi][slots][inputs] x U[xi].
 void multiply(int64_t count, int64_t slots, const float *v, int64_t inputs, const float *u, float *m,
-              int64_t outputs) {
+              int64_t outputs, int64_t firstXi = 0, int64_t endXi = positions) {
     int64_t blocks = outputs / lanes;
     int64_t uBlockStride = inputs * lanes;
-    for (int64_t xi = 0; xi < positions; ++xi) {
+    for (int64_t xi = firstXi; xi < endXi; ++xi) {
         const float *vXi = v + xi * slots * inputs;
         const float *uXi = u + xi * outputs * inputs;
         float *mXi = m + xi * slots * outputs;
@@ -412,10 +413,11 @@ inline void accumulateBlock(int64_t count, const float *dm, int64_t outputs, con
         }
 }
 
-/// For each position xi: sums[xi][outputs][inputs] += dm[xi]' x v[xi] over `count` slots.
+/// For each position xi in [firstXi, endXi): sums[xi][outputs][inputs] += dm[xi]' x v[xi] over
+/// `count` slots.
 void accumulate(int64_t count, int64_t slots, const float *dm, int64_t outputs, const float *v, int64_t inputs,
-                float *sums) {
-    for (int64_t xi = 0; xi < positions; ++xi) {
+                float *sums, int64_t firstXi = 0, int64_t endXi = positions) {
+    for (int64_t xi = firstXi; xi < endXi; ++xi) {
         const float *dmXi = dm + xi * slots * outputs;
         const float *vXi = v + xi * slots * inputs;
         float *sumsXi = sums + xi * outputs * inputs;
@@ -440,9 +442,50 @@ int64_t tilesPerBatch(int64_t inputs, int64_t outputs) {
     return std::clamp<int64_t>(fit, 6, 96);
 }
 
+/// Whether a convolution runs in three phases over all its tiles at once: transform every
+/// tile, one GEMM per position, transform back. Wide layers have large kernels and few tiles,
+/// and streaming their transformed kernels once per batch of tiles would cost more than the
+/// GEMMs themselves.
+bool isWide(int64_t inputs, int64_t outputs) { return inputs * outputs > 128 * 128; }
+
+/// Runs body(index) for every index in [0, count) on a team of threads that take the next
+/// `grain` indices as they finish.
+template <typename Body>
+void forEach(int64_t count, int64_t grain, Body body) {
+    std::atomic<int64_t> next{0};
+    auto worker = [&](int, int) {
+        for (int64_t first = next.fetch_add(grain); first < count; first = next.fetch_add(grain)) {
+            for (int64_t index = first; index < std::min(count, first + grain); ++index) body(index);
+        }
+    };
+    int threads = static_cast<int>(std::min<int64_t>(openMP().available(), (count + grain - 1) / grain));
+    inParallel(threads, worker);
+}
+
+/// The convolution of a wide layer, in three phases (see isWide).
+void convolveWide(const Shape &shape, int64_t inputs, int64_t outputs, const float *src, const float *u,
+                  const float *bias, float *dst, Workspace &workspace) {
+    Grid grid(shape.height, shape.width);
+    int64_t tiles = shape.batch * grid.perImage();
+    size_t size = static_cast<size_t>(positions * tiles * (inputs + outputs));
+    if (workspace.perThread.size() < size) workspace.perThread.resize(size);
+    float *v = workspace.perThread.data();
+    float *m = v + positions * tiles * inputs;
+
+    forEach(tiles, 8, [&](int64_t tile) { transformInput(src, inputs, grid, grid.tile(tile), v, tile, tiles); });
+    forEach(positions, 1, [&](int64_t xi) { multiply(tiles, tiles, v, inputs, u, m, outputs, xi, xi + 1); });
+    forEach(tiles, 8, [&](int64_t tile) {
+        transformOutput(m, outputs, tile, tiles, grid, grid.tile(tile), bias, dst);
+    });
+}
+
 /// The convolution of `src` (inputs channels) with kernels already in U, into `dst`.
 void convolve(const Shape &shape, int64_t inputs, int64_t outputs, const float *src, const float *u,
               const float *bias, float *dst, Workspace &workspace) {
+    if (isWide(inputs, outputs)) {
+        convolveWide(shape, inputs, outputs, src, u, bias, dst, workspace);
+        return;
+    }
     Grid grid(shape.height, shape.width);
     int64_t tiles = shape.batch * grid.perImage();
     int64_t slots = tilesPerBatch(inputs, outputs);
@@ -454,11 +497,13 @@ void convolve(const Shape &shape, int64_t inputs, int64_t outputs, const float *
     }
     float *scratch = workspace.perThread.data();
 
-    auto body = [&](int thread, int team) {
+    // Each output tile depends on its own input only, so threads take batches as they finish
+    // the last, and the result does not depend on which thread ran what.
+    std::atomic<int64_t> nextBatch{0};
+    auto body = [&](int thread, int) {
         float *v = scratch + thread * perThread;
         float *m = v + positions * slots * inputs;
-        auto [first, last] = share(batches, thread, team);
-        for (int64_t batch = first; batch < last; ++batch) {
+        for (int64_t batch = nextBatch++; batch < batches; batch = nextBatch++) {
             int64_t start = batch * slots, count = std::min(slots, tiles - start);
             for (int64_t slot = 0; slot < count; ++slot) {
                 transformInput(src, inputs, grid, grid.tile(start + slot), v, slot, slots);
@@ -479,11 +524,14 @@ bool applies(const ConvolutionShape &s) {
     bool geometry = s.kernelHeight == 3 && s.kernelWidth == 3 && s.strideHeight == 1 && s.strideWidth == 1 &&
                     s.padTop == 1 && s.padBottom == 1 && s.padLeft == 1 && s.padRight == 1 &&
                     s.outputHeight == s.inputHeight && s.outputWidth == s.inputWidth;
-    // Backward weights keeps a 36 x K x C sum per thread, which outgrows the caches past
-    // 128 x 128 channels. oneDNN's direct kernels are efficient at such widths anyway.
-    bool channels = s.inputChannels % lanes == 0 && s.outputChannels % lanes == 0 &&
-                    s.inputChannels * s.outputChannels <= 128 * 128;
-    return cpuHasAvx2 && geometry && channels;
+    bool channels = s.inputChannels % lanes == 0 && s.outputChannels % lanes == 0;
+    // Wide layers transform all their tiles at once; past 1 GiB of transformed tiles, oneDNN's
+    // direct kernels run instead.
+    Grid grid(s.inputHeight, s.inputWidth);
+    int64_t tiles = s.batch * grid.perImage();
+    bool fits = !isWide(s.inputChannels, s.outputChannels) ||
+                positions * tiles * (s.inputChannels + s.outputChannels) * 4 <= (int64_t(1) << 30);
+    return cpuHasAvx2 && geometry && channels && fits;
 }
 
 void forward(const Shape &shape, const float *src, const float *weights, const float *bias, float *dst,
@@ -502,8 +550,35 @@ void backwardData(const Shape &shape, const float *diffDst, const float *weights
     convolve(shape, k, c, diffDst, workspace.transformedWeights.data(), nullptr, diffSrc, workspace);
 }
 
-void backwardWeights(const Shape &shape, const float *src, const float *diffDst, float *diffWeights,
-                     float *diffBias, Workspace &workspace) {
+namespace {
+
+/// Sums dm' x v over all tiles for each position of a wide layer (see isWide), one position per
+/// thread at a time. Returns sums[xi][K][C].
+float *sumWide(const Shape &shape, const float *src, const float *diffDst, Workspace &workspace) {
+    int64_t c = shape.inputChannels, k = shape.outputChannels;
+    Grid grid(shape.height, shape.width);
+    int64_t tiles = shape.batch * grid.perImage();
+    size_t size = static_cast<size_t>(positions * (tiles * (c + k) + k * c));
+    if (workspace.perThread.size() < size) workspace.perThread.resize(size);
+    float *v = workspace.perThread.data();
+    float *dm = v + positions * tiles * c;
+    float *sums = dm + positions * tiles * k;
+
+    forEach(tiles, 8, [&](int64_t index) {
+        Tile tile = grid.tile(index);
+        transformInput(src, c, grid, tile, v, index, tiles);
+        transformGradient(diffDst, k, grid, tile, dm, index, tiles);
+    });
+    forEach(positions, 1, [&](int64_t xi) {
+        std::memset(sums + xi * k * c, 0, static_cast<size_t>(k * c) * sizeof(float));
+        accumulate(tiles, tiles, dm, k, v, c, sums, xi, xi + 1);
+    });
+    return sums;
+}
+
+/// Sums dm' x v over all tiles for each position, each thread over its share of the tiles in
+/// batches that fit the cache, then adds the threads' sums. Returns sums[xi][K][C].
+float *sumInBatches(const Shape &shape, const float *src, const float *diffDst, Workspace &workspace) {
     int64_t c = shape.inputChannels, k = shape.outputChannels;
     Grid grid(shape.height, shape.width);
     int64_t tiles = shape.batch * grid.perImage();
@@ -547,6 +622,16 @@ void backwardWeights(const Shape &shape, const float *src, const float *diffDst,
         const float *part = scratch + thread * perThread;
         for (int64_t i = 0; i < sumsSize; ++i) total[i] += part[i];
     }
+    return total;
+}
+
+}
+
+void backwardWeights(const Shape &shape, const float *src, const float *diffDst, float *diffWeights,
+                     float *diffBias, Workspace &workspace) {
+    int64_t c = shape.inputChannels, k = shape.outputChannels;
+    const float *total = isWide(c, k) ? sumWide(shape, src, diffDst, workspace)
+                                      : sumInBatches(shape, src, diffDst, workspace);
     for (int64_t o = 0; o < k; ++o) {
         for (int64_t i = 0; i < c; ++i) {
             float u[alpha][alpha], g[3][3];

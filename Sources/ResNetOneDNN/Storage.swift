@@ -10,6 +10,8 @@ import Synchronization
 /// many different sizes (changing batch sizes, for example) keeps a set of buffers for each.
 final class BufferPool: Sendable {
     static let alignment = 64
+    /// How many times larger than requested a reused free buffer may be.
+    static let largestReuse = 4
 
     private struct State {
         /// Addresses of free buffers by byte count, kept as integers so that the state is Sendable.
@@ -24,14 +26,33 @@ final class BufferPool: Sendable {
         state.withLock { $0.allocationCount }
     }
 
-    /// Returns a free buffer of `byteCount` bytes, or allocates one. Throws when the system
-    /// has no memory for it, instead of trapping as Swift's own allocation does.
-    func acquire(byteCount: Int) throws -> UnsafeMutableRawPointer {
-        let reused = state.withLock { state -> UInt? in
-            state.free[byteCount]?.popLast()
+    /// Returns a free buffer of at least `byteCount` bytes and its capacity, or allocates one.
+    /// Throws when the system has no memory for it, instead of trapping as Swift's own
+    /// allocation does.
+    ///
+    /// A free buffer of exactly `byteCount` bytes comes first. Failing that, the smallest free
+    /// buffer of up to `largestReuse` times the size serves, so that a short last batch reuses
+    /// the buffers of the full batches rather than adding its own to the process's peak memory.
+    func acquire(byteCount: Int) throws -> (buffer: UnsafeMutableRawPointer, capacity: Int) {
+        let reused = state.withLock { state -> (UInt, Int)? in
+            if let address = state.free[byteCount]?.popLast() {
+                return (address, byteCount)
+            }
+            let limit = byteCount.multipliedReportingOverflow(by: Self.largestReuse)
+            let largest = limit.overflow ? Int.max : limit.partialValue
+            var smallest: Int?
+            for (capacity, addresses) in state.free where capacity > byteCount && capacity <= largest {
+                if !addresses.isEmpty && capacity < (smallest ?? Int.max) {
+                    smallest = capacity
+                }
+            }
+            guard let smallest, let address = state.free[smallest]?.popLast() else {
+                return nil
+            }
+            return (address, smallest)
         }
-        if let reused, let buffer = UnsafeMutableRawPointer(bitPattern: reused) {
-            return buffer
+        if let (address, capacity) = reused, let buffer = UnsafeMutableRawPointer(bitPattern: address) {
+            return (buffer, capacity)
         }
 
         var buffer: UnsafeMutableRawPointer?
@@ -43,12 +64,13 @@ final class BufferPool: Sendable {
                     + "use a smaller batch size or input")
         }
         state.withLock { $0.allocationCount += 1 }
-        return buffer
+        return (buffer, byteCount)
     }
 
-    func release(_ buffer: UnsafeMutableRawPointer, byteCount: Int) {
+    /// Returns a buffer to the pool under its capacity, the size `acquire` gave with it.
+    func release(_ buffer: UnsafeMutableRawPointer, capacity: Int) {
         let address = UInt(bitPattern: buffer)
-        state.withLock { $0.free[byteCount, default: []].append(address) }
+        state.withLock { $0.free[capacity, default: []].append(address) }
     }
 
     deinit {
@@ -74,13 +96,15 @@ final class OneDNNStorage {
     }
 
     let buffer: UnsafeMutableRawPointer
+    /// The bytes the layout uses; the buffer may be larger.
     let byteCount: Int
     let layout: Int32
     let content: Content
+    private let capacity: Int
     private let pool: BufferPool
 
     init(layout: Int32, byteCount: Int, content: Content = .values, pool: BufferPool) throws {
-        self.buffer = try pool.acquire(byteCount: byteCount)
+        (self.buffer, self.capacity) = try pool.acquire(byteCount: byteCount)
         self.byteCount = byteCount
         self.layout = layout
         self.content = content
@@ -88,7 +112,7 @@ final class OneDNNStorage {
     }
 
     deinit {
-        pool.release(buffer, byteCount: byteCount)
+        pool.release(buffer, capacity: capacity)
     }
 
     var floatCount: Int { byteCount / MemoryLayout<Float>.stride }

@@ -20,9 +20,9 @@ final class SquareSum: ElementwiseUpdate {
 /// size start from garbage and a test finds out whether oneDNN writes their padding.
 func poisonPool(_ backend: OneDNNBackend, byteCount: Int, count: Int = 4) throws {
     let buffers = try (0..<count).map { _ in try backend.pool.acquire(byteCount: byteCount) }
-    for buffer in buffers {
-        buffer.initializeMemory(as: Float.self, repeating: .nan, count: byteCount / MemoryLayout<Float>.stride)
-        backend.pool.release(buffer, byteCount: byteCount)
+    for (buffer, capacity) in buffers {
+        buffer.initializeMemory(as: Float.self, repeating: .nan, count: capacity / MemoryLayout<Float>.stride)
+        backend.pool.release(buffer, capacity: capacity)
     }
 }
 
@@ -34,6 +34,28 @@ func bufferSquareSum(_ tensor: Tensor, backend: OneDNNBackend) throws -> Double 
 }
 
 final class LayoutTests: XCTestCase {
+    func testPoolServesSmallerRequestsFromFreeBuffers() throws {
+        let pool = BufferPool()
+        let large = try pool.acquire(byteCount: 4096)
+        pool.release(large.buffer, capacity: large.capacity)
+
+        // A quarter of the size reuses the free buffer; an eighth would waste too much of it.
+        let quarter = try pool.acquire(byteCount: 1024)
+        XCTAssertEqual(quarter.buffer, large.buffer)
+        XCTAssertEqual(quarter.capacity, 4096)
+        XCTAssertEqual(pool.allocationCount, 1)
+        pool.release(quarter.buffer, capacity: quarter.capacity)
+        let eighth = try pool.acquire(byteCount: 512)
+        XCTAssertNotEqual(eighth.buffer, large.buffer)
+        XCTAssertEqual(pool.allocationCount, 2)
+
+        // An exact size comes before a larger one.
+        pool.release(eighth.buffer, capacity: eighth.capacity)
+        let exact = try pool.acquire(byteCount: 512)
+        XCTAssertEqual(exact.buffer, eighth.buffer)
+        pool.release(exact.buffer, capacity: exact.capacity)
+    }
+
     func testMakeTensorRoundTrip() throws {
         let backend = try OneDNNBackend()
         for shape in [TensorShape(5), TensorShape(2, 3), TensorShape(3, 17, 4, 5)] {

@@ -25,18 +25,18 @@ def make_data(count, shape, classes, seed):
     return x, y
 
 
-def load_peer(framework, threads, seed):
-    """Import the framework module and set its thread pools before it runs any op."""
+def load_peer(framework, threads, seed, model):
+    """Import the framework module, set its thread pools before it runs any op, and pick the network."""
     if framework == "torch":
         import torch_peer as peer
     else:
         import keras_peer as peer
-    peer.configure(threads, seed)
+    peer.configure(threads, seed, model)
     return peer
 
 
 def measure(spec):
-    peer = load_peer(spec["framework"], spec["threads"], spec["seed"])
+    peer = load_peer(spec["framework"], spec["threads"], spec["seed"], spec.get("model", "tutorial"))
     shape = tuple(spec["input"])
     classes = spec["classes"]
     result = {"versions": peer.backend_info()}

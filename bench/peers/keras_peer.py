@@ -20,8 +20,36 @@ VARIANTS = {
 }
 
 
+def build_resnet18(input_shape, classes):
+    """Build ResNet-18 as torchvision does, with Keras's layers and initializers."""
+    inputs = keras.Input(shape=input_shape)
+    x = layers.ZeroPadding2D(3)(inputs)
+    x = layers.Conv2D(64, 7, strides=2, use_bias=False)(x)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.MaxPooling2D(pool_size=3, strides=2, padding="same")(x)
+    channels = 64
+    for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        for block in range(2):
+            step = stride if block == 0 else 1
+            y = layers.Conv2D(width, 3, strides=step, padding="same", use_bias=False)(x)
+            y = layers.ReLU()(layers.BatchNormalization()(y))
+            y = layers.Conv2D(width, 3, padding="same", use_bias=False)(y)
+            y = layers.BatchNormalization()(y)
+            shortcut = x
+            if step != 1 or channels != width:
+                shortcut = layers.Conv2D(width, 1, strides=step, use_bias=False)(x)
+                shortcut = layers.BatchNormalization()(shortcut)
+            x = layers.ReLU()(layers.add([y, shortcut]))
+            channels = width
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(classes)(x))
+
+
 def build_model(input_shape, classes):
-    """Build the tutorial ResNet with Keras defaults (Glorot-uniform kernels, zero biases)."""
+    """Build the network that `configure` chose: by default the tutorial ResNet, with Keras
+    defaults (Glorot-uniform kernels, zero biases)."""
+    if _model == "resnet18":
+        return build_resnet18(input_shape, classes)
     inputs = keras.Input(shape=input_shape)
     x = layers.Conv2D(64, 7, padding="same")(inputs)
     x = layers.BatchNormalization(momentum=0.99, epsilon=1e-3)(x)
@@ -44,7 +72,12 @@ def _loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def configure(threads, seed):
+_model = "tutorial"
+
+
+def configure(threads, seed, model):
+    global _model
+    _model = model
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     keras.utils.set_random_seed(seed)

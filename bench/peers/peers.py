@@ -40,8 +40,11 @@ TUNED_MALLOC = {
 ALLOCATOR_CHOICES = {"tuned": ["tuned"], "default": ["default"], "both": ["tuned", "default"]}
 
 # Placeholders that --ours may contain, replaced before the command runs.
-OURS_PLACEHOLDERS = ("case", "input", "height", "width", "channels", "batch_size", "steps",
+OURS_PLACEHOLDERS = ("case", "model", "input", "height", "width", "channels", "batch_size", "steps",
                      "warmup", "threads", "classes", "samples", "val_samples", "epochs", "seed")
+
+# Networks every peer builds: the Keras tutorial's ResNet, and torchvision's ResNet-18.
+MODELS = ("tutorial", "resnet18")
 
 
 def parse_input(text):
@@ -81,6 +84,8 @@ def build_parser():
     parser.add_argument("cases", nargs="*", metavar="CASE",
                         help="cases to run, any of train, infer, job (default: all three)")
 
+    parser.add_argument("--model", choices=MODELS, default="tutorial",
+                        help="network to measure: the tutorial's ResNet or ResNet-18 (default: tutorial)")
     parser.add_argument("--input", type=parse_input, default=(224, 224, 3), metavar="HxWxC",
                         help="image height, width and channels (default: 224x224x3)")
     parser.add_argument("--batch-size", type=positive_int, default=32,
@@ -283,7 +288,8 @@ def pick_job_torch(args, train_records):
 
 def base_spec(args, case):
     return {
-        "case": case, "input": list(args.input), "batch_size": args.batch_size, "steps": args.steps,
+        "case": case, "model": args.model, "input": list(args.input), "batch_size": args.batch_size,
+        "steps": args.steps,
         "warmup": args.warmup, "threads": args.threads, "classes": args.classes, "seed": args.seed,
         "samples": args.samples, "val_samples": args.val_samples, "epochs": args.epochs,
     }
@@ -431,6 +437,7 @@ def environment_record(args):
         "load_average": os.getloadavg()[0],
         "versions": package_versions(),
         "threads": args.threads,
+        "model": args.model,
         "allocator_settings": {"tuned": TUNED_MALLOC, "default": {}},
         "openblas_env": {name: os.environ.get(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
     }
@@ -464,6 +471,7 @@ def main(argv=None):
         document["results"][allocator] = cases
 
     env_record = document["environment"]
+    print(f"model {args.model}, input {'x'.join(map(str, args.input))}, batch {args.batch_size}")
     print(f"{env_record['cpu_model_name']}, {args.threads} threads, {env_record['date']}, "
           f"load average {env_record['load_average']:.2f} at start, "
           + ", ".join(f"{k} {v}" for k, v in env_record["versions"].items()))

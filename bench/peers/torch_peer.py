@@ -56,7 +56,53 @@ class ResNet(nn.Module):
         return self.head(x)
 
 
-def configure(threads, seed):
+class BasicBlock(nn.Module):
+    """torchvision's ResNet basic block: conv, BN, ReLU, conv, BN, add the shortcut, ReLU."""
+
+    def __init__(self, channels_in, channels, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(channels)
+        self.shortcut = None
+        if stride != 1 or channels_in != channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(channels_in, channels, 1, stride=stride, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        y = torch.relu(self.norm1(self.conv1(x)))
+        y = self.norm2(self.conv2(y))
+        return torch.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 as torchvision builds it: 7x7/2 stem, max pool 3/2, four stages of two blocks."""
+
+    def __init__(self, channels_in, classes):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels_in, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, padding=1))
+        blocks, channels = [], 64
+        for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            blocks += [BasicBlock(channels, width, stride), BasicBlock(width, width, 1)]
+            channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Linear(512, classes)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+MODELS = {"tutorial": ResNet, "resnet18": ResNet18}
+_model = "tutorial"
+
+
+def configure(threads, seed, model):
+    global _model
+    _model = model
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(threads)
     torch.manual_seed(seed)
@@ -70,7 +116,7 @@ def backend_info():
 
 def _build(variant, channels_in, classes):
     memory_format, compiled = VARIANTS[variant]
-    model = ResNet(channels_in, classes).to(memory_format=memory_format)
+    model = MODELS[_model](channels_in, classes).to(memory_format=memory_format)
     runner = torch.compile(model) if compiled else model
     return model, runner, memory_format
 
