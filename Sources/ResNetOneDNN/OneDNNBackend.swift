@@ -64,7 +64,7 @@ public final class OneDNNBackend: Backend {
 
     public var summary: String {
         "oneDNN \(version), ISA \(isa), \(threads) \(threads == 1 ? "thread" : "threads")"
-            + (winograd ? "" : ", direct convolutions only")
+            + (winograd ? ", Winograd for 3x3 convolutions at stride 1" : ", direct convolutions only")
     }
 
     /// The number of tensor buffers allocated from the system so far; it stays constant across
