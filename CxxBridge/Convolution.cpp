@@ -26,10 +26,11 @@ struct ConvolutionPlan final : Plan {
     winograd::Workspace workspace;
 
     ConvolutionPlan(const ConvolutionShape &shape, bool hasBias, bool winograd)
-        : Plan(describe(shape) + (winograd && usesOwnWinograd(shape) ? ", Winograd F(4x4, 3x3) on AVX2" : "")),
-          shape(shape), hasBias(hasBias),
+        : Plan(describe(shape)), shape(shape), hasBias(hasBias),
           kind(winograd ? algorithm::convolution_auto : algorithm::convolution_direct),
-          ownWinograd(winograd && usesOwnWinograd(shape)) {}
+          ownWinograd(winograd && usesOwnWinograd(shape)) {
+        if (ownWinograd) description += ", Winograd F(4x4, 3x3) on AVX2";
+    }
 
     static bool usesOwnWinograd(const ConvolutionShape &s) {
         dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
@@ -133,7 +134,7 @@ struct ConvolutionPlan final : Plan {
             };
             return;
         case Pass::backwardWeights:
-            if (s.inputChannels * s.outputChannels > 256 * 256) {
+            if (!winograd::appliesToWeightsGradient(s)) {
                 buildDirectWeightsGradient(src, dst, weights, bias, table);
                 return;
             }
@@ -151,9 +152,8 @@ struct ConvolutionPlan final : Plan {
         rejectPass(pass);
     }
 
-    /// Builds the kernel-gradient pass of a Winograd plan on oneDNN's direct kernel, which past
-    /// 256 x 256 channels is faster than the Winograd sums (bench/winograd/run.sh). oneDNN writes
-    /// the gradient in its own blocked layout, and the pass reorders it into the plain one.
+    /// Builds the kernel-gradient pass of a Winograd plan on oneDNN's direct kernel. oneDNN
+    /// writes the gradient in its own blocked layout, and the pass reorders it into the plain one.
     void buildDirectWeightsGradient(const memory::desc &src, const memory::desc &dst, const memory::desc &weights,
                                     const memory::desc &bias, PassTable &table) {
         memory::dims strides{1, 1}, pads{1, 1};

@@ -107,6 +107,10 @@ void untransformKernel(const float u[alpha][alpha], float g[3][3]) {
 
 }
 
+bool appliesToWeightsGradient(const ConvolutionShape &s) {
+    return s.inputChannels * s.outputChannels <= 256 * 256;
+}
+
 }
 
 // Everything below uses AVX2 and FMA. `applies` checks the CPU before any of it runs.
@@ -334,23 +338,35 @@ void transformKernels(const float *weights, int64_t outputs, int64_t inputs, boo
 
 // MARK: - GEMM kernels
 
+/// Computes c[r][j] = sum over i < depth of a[r * aRow + i * aStep] * b[i * bStep + j], for
+/// `rows` rows and `columns` blocks of 8 values j, the blocks `bBlock` floats apart in b and 8
+/// apart in c. With `add`, the sums are added to c instead of replacing it.
+template <int rows, int columns, bool add>
+inline void gemmBlock(int64_t depth, const float *a, int64_t aRow, int64_t aStep, const float *b, int64_t bStep,
+                      int64_t bBlock, float *c, int64_t cRow) {
+    __m256 sum[rows][columns];
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < columns; ++j) sum[r][j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < depth; ++i) {
+        __m256 w[columns];
+        for (int j = 0; j < columns; ++j) w[j] = _mm256_loadu_ps(b + i * bStep + j * bBlock);
+        for (int r = 0; r < rows; ++r) {
+            __m256 x = _mm256_broadcast_ss(a + r * aRow + i * aStep);
+            for (int j = 0; j < columns; ++j) sum[r][j] = _mm256_fmadd_ps(x, w[j], sum[r][j]);
+        }
+    }
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < columns; ++j) {
+            float *target = c + r * cRow + j * lanes;
+            _mm256_storeu_ps(target, add ? _mm256_add_ps(_mm256_loadu_ps(target), sum[r][j]) : sum[r][j]);
+        }
+}
+
 /// m[rows][outputs block of 8 * columns] = v[rows][inputs] x u[inputs][8] (per block).
 template <int rows, int columns>
 inline void multiplyBlock(const float *v, int64_t inputs, const float *u, int64_t uBlockStride, float *m,
                           int64_t outputs) {
-    __m256 sum[rows][columns];
-    for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < columns; ++c) sum[r][c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < inputs; ++i) {
-        __m256 w[columns];
-        for (int c = 0; c < columns; ++c) w[c] = _mm256_loadu_ps(u + c * uBlockStride + i * lanes);
-        for (int r = 0; r < rows; ++r) {
-            __m256 x = _mm256_broadcast_ss(v + r * inputs + i);
-            for (int c = 0; c < columns; ++c) sum[r][c] = _mm256_fmadd_ps(x, w[c], sum[r][c]);
-        }
-    }
-    for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < columns; ++c) _mm256_storeu_ps(m + r * outputs + c * lanes, sum[r][c]);
+    gemmBlock<rows, columns, false>(inputs, v, inputs, 1, u, lanes, uBlockStride, m, outputs);
 }
 
 template <int columns>
@@ -395,22 +411,7 @@ void multiply(int64_t count, int64_t slots, const float *v, int64_t inputs, cons
 template <int rows, int columns>
 inline void accumulateBlock(int64_t count, const float *dm, int64_t outputs, const float *v, int64_t inputs,
                             float *sums) {
-    __m256 sum[rows][columns];
-    for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < columns; ++c) sum[r][c] = _mm256_setzero_ps();
-    for (int64_t slot = 0; slot < count; ++slot) {
-        __m256 x[columns];
-        for (int c = 0; c < columns; ++c) x[c] = _mm256_loadu_ps(v + slot * inputs + c * lanes);
-        for (int r = 0; r < rows; ++r) {
-            __m256 g = _mm256_broadcast_ss(dm + slot * outputs + r);
-            for (int c = 0; c < columns; ++c) sum[r][c] = _mm256_fmadd_ps(g, x[c], sum[r][c]);
-        }
-    }
-    for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < columns; ++c) {
-            float *target = sums + r * inputs + c * lanes;
-            _mm256_storeu_ps(target, _mm256_add_ps(_mm256_loadu_ps(target), sum[r][c]));
-        }
+    gemmBlock<rows, columns, true>(count, dm, 1, outputs, v, inputs, lanes, sums, inputs);
 }
 
 /// For each position xi in [firstXi, endXi): sums[xi][outputs][inputs] += dm[xi]' x v[xi] over
@@ -468,8 +469,8 @@ void convolveWide(const Shape &shape, int64_t inputs, int64_t outputs, const flo
     Grid grid(shape.height, shape.width);
     int64_t tiles = shape.batch * grid.perImage();
     size_t size = static_cast<size_t>(positions * tiles * (inputs + outputs));
-    if (workspace.perThread.size() < size) workspace.perThread.resize(size);
-    float *v = workspace.perThread.data();
+    if (workspace.scratch.size() < size) workspace.scratch.resize(size);
+    float *v = workspace.scratch.data();
     float *m = v + positions * tiles * inputs;
 
     forEach(tiles, 8, [&](int64_t tile) { transformInput(src, inputs, grid, grid.tile(tile), v, tile, tiles); });
@@ -492,10 +493,10 @@ void convolve(const Shape &shape, int64_t inputs, int64_t outputs, const float *
     int64_t batches = (tiles + slots - 1) / slots;
     int threads = static_cast<int>(std::min<int64_t>(openMP().available(), batches));
     int64_t perThread = positions * slots * (inputs + outputs);
-    if (workspace.perThread.size() < static_cast<size_t>(perThread * threads)) {
-        workspace.perThread.resize(static_cast<size_t>(perThread * threads));
+    if (workspace.scratch.size() < static_cast<size_t>(perThread * threads)) {
+        workspace.scratch.resize(static_cast<size_t>(perThread * threads));
     }
-    float *scratch = workspace.perThread.data();
+    float *scratch = workspace.scratch.data();
 
     // Each output tile depends on its own input only, so threads take batches as they finish
     // the last, and the result does not depend on which thread ran what.
@@ -559,8 +560,8 @@ float *sumWide(const Shape &shape, const float *src, const float *diffDst, Works
     Grid grid(shape.height, shape.width);
     int64_t tiles = shape.batch * grid.perImage();
     size_t size = static_cast<size_t>(positions * (tiles * (c + k) + k * c));
-    if (workspace.perThread.size() < size) workspace.perThread.resize(size);
-    float *v = workspace.perThread.data();
+    if (workspace.scratch.size() < size) workspace.scratch.resize(size);
+    float *v = workspace.scratch.data();
     float *dm = v + positions * tiles * c;
     float *sums = dm + positions * tiles * k;
 
@@ -587,10 +588,10 @@ float *sumInBatches(const Shape &shape, const float *src, const float *diffDst, 
     int threads = static_cast<int>(std::min<int64_t>(openMP().available(), batches));
     int64_t sumsSize = positions * k * c;
     int64_t perThread = sumsSize + positions * slots * (c + k);
-    if (workspace.perThread.size() < static_cast<size_t>(perThread * threads)) {
-        workspace.perThread.resize(static_cast<size_t>(perThread * threads));
+    if (workspace.scratch.size() < static_cast<size_t>(perThread * threads)) {
+        workspace.scratch.resize(static_cast<size_t>(perThread * threads));
     }
-    float *scratch = workspace.perThread.data();
+    float *scratch = workspace.scratch.data();
 
     auto body = [&](int thread, int team) {
         float *sums = scratch + thread * perThread;

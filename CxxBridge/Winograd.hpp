@@ -19,10 +19,15 @@ struct Shape {
 /// Whether `shape` qualifies and this CPU runs AVX2 with FMA.
 bool applies(const ConvolutionShape &shape);
 
+/// Whether the kernel gradient of a qualifying shape runs Winograd too. Past 256 x 256
+/// channels oneDNN's direct kernel computes it faster (bench/winograd/run.sh).
+bool appliesToWeightsGradient(const ConvolutionShape &shape);
+
 /// Scratch memory a plan keeps between calls, so that a step allocates nothing.
 struct Workspace {
     std::vector<float> transformedWeights;
-    std::vector<float> perThread;
+    /// Transformed tiles and partial sums: one region per thread, or one for the whole layer.
+    std::vector<float> scratch;
 };
 
 /// dst = conv(src, weights) + bias; src is N x C x H x W and dst N x K x H x W, both nChw8c.

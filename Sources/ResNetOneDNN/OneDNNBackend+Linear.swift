@@ -116,10 +116,10 @@ extension OneDNNBackend {
         return batch
     }
 
-    /// Whether convolutions of this geometry run the bridge's Winograd kernels rather than
-    /// oneDNN's: true on AVX2 for 3x3 kernels at stride 1 with one pixel of padding and channel
-    /// counts that are multiples of 8, unless Winograd is off. Batches whose transformed tiles
-    /// would pass 1 GiB still run oneDNN's direct kernels.
+    /// Returns whether convolutions of this geometry run the bridge's Winograd kernels rather
+    /// than oneDNN's. That is so on AVX2 for 3x3 kernels at stride 1 with one pixel of padding
+    /// and channel counts that are multiples of 8, unless Winograd is off. Batches whose
+    /// transformed tiles would pass 1 GiB still run oneDNN's direct kernels.
     public func usesBridgeWinograd(_ geometry: ConvolutionGeometry) -> Bool {
         winograd && onednn_bridge.convolutionUsesBridgeWinograd(bridgeShape(geometry, batch: 1))
     }

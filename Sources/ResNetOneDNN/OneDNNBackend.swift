@@ -37,9 +37,9 @@ public final class OneDNNBackend: Backend {
     /// - Parameters:
     ///   - threads: OpenMP threads for oneDNN, for the whole process; nil keeps the current
     ///     setting (`OMP_NUM_THREADS`, or all cores).
-    ///   - winograd: lets convolutions use Winograd's algorithm, which needs fewer
-    ///     multiplications and rounds slightly differently (about 1e-5 of the largest output);
-    ///     false runs every convolution directly.
+    ///   - winograd: lets convolutions use Winograd's algorithm. It needs fewer
+    ///     multiplications and rounds slightly differently, by about 1e-5 of the largest
+    ///     output. False runs every convolution directly.
     public init(threads: Int? = nil, winograd: Bool = true) throws {
         let status = onednn_bridge.engineInitialize()
         guard status == .ok else {

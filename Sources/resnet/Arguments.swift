@@ -29,8 +29,8 @@ func exitWithError(_ message: String, code: Int32) -> Never {
     let rank = (DistributedRun.currentRank ?? DistributedRun.launchRank).map { $0 == 0 ? "" : "rank \($0): " } ?? ""
     FileHandle.standardError.write(Data("error: \(rank)\(message)\n".utf8))
     if MPIGroup.isInitialized {
-        // mpiexec forwards each rank's output through a pipe, and an abort can end the run
-        // before the line above gets through; a fifth of a second lets it arrive.
+        // mpiexec forwards each rank's output through a pipe, so an abort can end the run before
+        // the line above gets through. A fifth of a second lets it arrive.
         usleep(200_000)
         MPIGroup.abortRun(code: code)
     }

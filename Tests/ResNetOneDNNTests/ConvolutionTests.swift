@@ -166,10 +166,10 @@ final class ConvolutionTests: XCTestCase {
     func testWinogradMatchesReference() throws {
         let backend = try OneDNNBackend(winograd: true)
 
-        // Sizes that are not multiples of the 4x4 output tile, a single tile, channel counts that
-        // take the 8- and 16-wide GEMM kernels and their remainders, a bias, a layer wider than
-        // 128 x 128 channels, which transforms all its tiles at once, and one past 256 x 256,
-        // whose kernel gradient oneDNN computes.
+        // The cases: sizes that are not multiples of the 4x4 output tile, a single tile, and
+        // channel counts for the 8- and 16-wide GEMM kernels and their remainders, some with a
+        // bias. Then a layer wider than 128 x 128 channels, which transforms all its tiles at
+        // once, and one past 256 x 256, whose kernel gradient oneDNN computes.
         let cases: [(inputs: Int, outputs: Int, height: Int, width: Int, batch: Int, bias: Bool)] = [
             (32, 32, 12, 12, 3, false), (8, 16, 7, 9, 2, true), (24, 8, 5, 6, 2, true), (16, 16, 4, 4, 1, false),
             (8, 8, 1, 3, 2, false), (16, 24, 11, 3, 1, true), (136, 128, 5, 6, 2, true),

@@ -34,7 +34,7 @@ func bufferSquareSum(_ tensor: Tensor, backend: OneDNNBackend) throws -> Double 
 }
 
 final class LayoutTests: XCTestCase {
-    func testPoolServesSmallerRequestsFromFreeBuffers() throws {
+    func testPoolReusesLargerFreeBuffer() throws {
         let pool = BufferPool()
         let large = try pool.acquire(byteCount: 4096)
         pool.release(large.buffer, capacity: large.capacity)

@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
     int64_t n = std::atoll(argv[1]), c = std::atoll(argv[2]), k = std::atoll(argv[3]), h = std::atoll(argv[4]);
     int repeats = argc > 5 ? std::atoi(argv[5]) : 5;
     if (n < 1 || c < 8 || c % 8 != 0 || k < 8 || k % 8 != 0 || h < 1 || repeats < 1) {
-        std::fprintf(stderr, "error: need N, H, repeats >= 1 and C, K multiples of 8\n");
+        std::fprintf(stderr, "error: invalid arguments: N, H and repeats must be at least 1, C and K multiples of 8\n");
         return 2;
     }
 

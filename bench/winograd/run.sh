@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build compare.cpp against the bridge's Winograd kernels and libdnnl, then time both on the
 # 3x3 stride-1 convolutions of ResNet-20 (28x28, batch 128), the tutorial's model (74x74,
-# batch 32) and ResNet-18 (224x224 input, batch 32). Extra arguments are passed to every run
-# as the repeat count. Example: OMP_NUM_THREADS=2 bench/winograd/run.sh 5
+# batch 32) and ResNet-18 (224x224 input, batch 32). The first argument, if any, is the number
+# of runs of each pass (default 5). Example: OMP_NUM_THREADS=2 bench/winograd/run.sh 5
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$(dirname "$here")")"
