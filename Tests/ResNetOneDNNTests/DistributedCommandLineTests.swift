@@ -158,7 +158,9 @@ final class DistributedCommandLineTests: XCTestCase {
         job.process.waitUntilExit()
         XCTAssertNotEqual(job.process.terminationStatus, 0)
         XCTAssertLessThan(Date().timeIntervalSince(killed), 30, "the other rank stops within the timeout")
-        XCTAssertTrue(job.outputText.contains("PID \(ranks[1])"), "mpiexec names the process: " + job.outputText)
+        // mpiexec's banner names the first rank it saw end, which may be rank 0, ended by
+        // mpiexec itself a moment after rank 1 died.
+        XCTAssertTrue(ranks.contains { job.outputText.contains("PID \($0) RUNNING AT") }, "mpiexec names a rank: " + job.outputText)
         XCTAssertFalse(job.outputText.contains("done:"))
     }
 
