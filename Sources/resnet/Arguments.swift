@@ -279,7 +279,9 @@ struct ParsedArguments {
     private func unknownOptionError(_ argument: String, name: String) -> UsageError {
         let optionText = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
         var message = "unknown option '\(optionText)'"
-        if let suggestion = nearestName(to: name, among: command.options.map(\.name) + ["help"]) {
+        if command.options.contains(where: { $0.name == "no-" + name }) {
+            message += "; \(name) is on by default, and --no-\(name) turns it off."
+        } else if let suggestion = nearestName(to: name, among: command.options.map(\.name) + ["help"]) {
             message += "; did you mean '--\(suggestion)'?"
         } else {
             message += "."

@@ -53,6 +53,9 @@ func checkSaveTarget(_ arguments: ParsedArguments) throws(UsageError) -> URL? {
 /// Metadata keys of the training run that `train --save` records and `evaluate` reads.
 enum TrainingRecord {
     static let data = "training.data"
+    /// `--npz-keys` and `--layout`, when the run gave them.
+    static let npzKeys = "training.npz_keys"
+    static let layout = "training.layout"
     static let samples = "training.samples"
     static let validationSamples = "training.validation_samples"
     /// The seed of the validation data, which differs from the run's seed.
@@ -105,6 +108,8 @@ func trainingRecord(
         TrainingRecord.learningRate: String(optimization.learningRate),
         TrainingRecord.backend: backend.name,
     ]
+    record[TrainingRecord.npzKeys] = settings.npzKeys
+    record[TrainingRecord.layout] = settings.layout
     record[TrainingRecord.ranks] = ranks.map(String.init)
     if let normalization, let json = try? JSONEncoder().encode(normalization) {
         record[TrainingRecord.normalization] = String(decoding: json, as: UTF8.self)

@@ -86,14 +86,18 @@ let dataSourceOptions: [Option] = [
     Option(
         "validation-split", placeholder: "F",
         help: "validate on the last fraction F of the training samples instead, 0 <= F < 1, as Keras's validation_split"),
-    Option(
-        "layout", choices: ImageLayout.allCases.map(\.rawValue),
-        help: "position of the channel axis in rank-4 npz images; detected from the shape when absent"),
-    Option(
-        "npz-keys", placeholder: "XTRAIN,YTRAIN,XTEST,YTEST",
-        help: "names of the training images and labels and the test images and labels in an npz file",
-        default: "x_train,y_train,x_test,y_test"),
+    layoutOption,
+    npzKeysOption,
 ]
+
+let layoutOption = Option(
+    "layout", choices: ImageLayout.allCases.map(\.rawValue),
+    help: "position of the channel axis in rank-4 npz images; detected from the shape when absent")
+
+let npzKeysOption = Option(
+    "npz-keys", placeholder: "XTRAIN,YTRAIN,XTEST,YTEST",
+    help: "names of the training images and labels and the test images and labels in an npz file",
+    default: "x_train,y_train,x_test,y_test")
 
 // MARK: - Loading
 
@@ -120,11 +124,7 @@ struct LoadedData {
 func loadData(_ arguments: ParsedArguments) throws -> LoadedData {
     let source = try DataSource(parsing: arguments.string("data"))
     let split = try validationSplit(arguments)
-    if !isNPZ(source) {
-        for name in ["layout", "npz-keys"] where arguments.contains(name) {
-            throw UsageError("--\(name) applies only to --data npz:FILE, not to --data \(source.description); remove it")
-        }
-    }
+    try checkNPZOptions(arguments, source: source)
 
     switch source {
     case .synthetic, .gratings:
@@ -137,16 +137,19 @@ func loadData(_ arguments: ParsedArguments) throws -> LoadedData {
         return try selectSamples(sets, source: source, arguments: arguments, split: split)
     case .npz(let file):
         let classes = arguments.contains("classes") ? try arguments.integer("classes", in: 2...100_000) : nil
-        let keys = try npzKeys(arguments)
+        let keys = try npzKeys(arguments.string("npz-keys"))
         let layout = arguments.contains("layout") ? try arguments.choice("layout", as: ImageLayout.self) : nil
         let sets = try readFiles { try DatasetFiles.loadNPZ(path: file, keys: keys, layout: layout, classes: classes) }
         return try selectSamples(sets, source: source, arguments: arguments, split: split)
     }
 }
 
-private func isNPZ(_ source: DataSource) -> Bool {
-    if case .npz = source { return true }
-    return false
+/// Rejects `--layout` and `--npz-keys` unless the data is an npz file.
+func checkNPZOptions(_ arguments: ParsedArguments, source: DataSource) throws(UsageError) {
+    if case .npz = source { return }
+    for name in ["layout", "npz-keys"] where arguments.contains(name) {
+        throw UsageError("--\(name) applies only to --data npz:FILE, not to --data \(source.description); remove it")
+    }
 }
 
 /// Returns the `--validation-split` fraction, or nil when it is absent.
@@ -159,8 +162,8 @@ private func validationSplit(_ arguments: ParsedArguments) throws(UsageError) ->
     return try arguments.double("validation-split", in: NumberBounds(lower: .inclusive(0), upper: .exclusive(1)))
 }
 
-private func npzKeys(_ arguments: ParsedArguments) throws(UsageError) -> NPZKeys {
-    let text = try arguments.string("npz-keys")
+/// Parses the value of `--npz-keys`.
+func npzKeys(_ text: String) throws(UsageError) -> NPZKeys {
     let names = text.split(separator: ",", omittingEmptySubsequences: false).map {
         $0.trimmingCharacters(in: .whitespaces)
     }

@@ -20,6 +20,13 @@ let evaluateCommand = Command(
         Option("samples", placeholder: "N",
                help: "samples to evaluate; for file data, the first N of the test set (default: the run's validation sample count, or 250 if it had none, or the whole test set)"),
         Option("seed", placeholder: "N", help: "seed the data is made from (default: the run's validation seed)"),
+        Option(
+            "layout", choices: ImageLayout.allCases.map(\.rawValue),
+            help: "position of the channel axis in rank-4 npz images (default: the training run's, or detected from the shape)"),
+        Option(
+            "npz-keys", placeholder: "XTRAIN,YTRAIN,XTEST,YTEST",
+            help: "array names in an npz file, as in train; the test images and labels are read "
+                + "(default: the training run's, or x_train,y_train,x_test,y_test)"),
         Option("batch-size", placeholder: "N", help: "samples per forward pass (default: the run's batch size)"),
         threadsOption,
         backendOption,
@@ -36,6 +43,9 @@ struct EvaluationData {
     /// The sample count; nil for the whole test set of file data.
     var samples: Int?
     var seed: UInt64
+    /// The array names and layout of an npz file.
+    var npzKeys = NPZKeys.keras
+    var layout: ImageLayout?
 }
 
 func runEvaluate(_ arguments: ParsedArguments) throws -> Int32 {
@@ -123,7 +133,30 @@ private func evaluationData(_ arguments: ParsedArguments, record: [String: Strin
     }
     let recordedSeed = record[TrainingRecord.validationSeed].flatMap { UInt64($0) }
     let seed = arguments.contains("seed") ? UInt64(try arguments.integer("seed", in: 0...Int.max)) : recordedSeed ?? 1
-    return EvaluationData(source: source, samples: samples, seed: seed)
+    var data = EvaluationData(source: source, samples: samples, seed: seed)
+
+    // The npz file the run trained on is read with the keys and layout the run gave.
+    try checkNPZOptions(arguments, source: source)
+    let recordedFile = record[TrainingRecord.data] == source.description
+    if arguments.contains("npz-keys") {
+        data.npzKeys = try npzKeys(arguments.string("npz-keys"))
+    } else if recordedFile, let recorded = record[TrainingRecord.npzKeys] {
+        guard let keys = try? npzKeys(recorded) else {
+            throw UsageError(
+                "invalid npz keys '\(recorded)' in the checkpoint: expected four comma-separated array names; pass --npz-keys")
+        }
+        data.npzKeys = keys
+    }
+    if arguments.contains("layout") {
+        data.layout = try arguments.choice("layout", as: ImageLayout.self)
+    } else if recordedFile, let recorded = record[TrainingRecord.layout] {
+        guard let layout = ImageLayout(rawValue: recorded) else {
+            throw UsageError(
+                "invalid layout '\(recorded)' in the checkpoint: expected channels-last or channels-first; pass --layout")
+        }
+        data.layout = layout
+    }
+    return data
 }
 
 /// Makes the labelled samples that `evaluate` runs on: generated ones, or the test set of
@@ -152,7 +185,7 @@ func makeEvaluationData(_ data: EvaluationData, sampleShape: TensorShape, classe
         case .idx(let directory):
             sets = try DatasetFiles.loadIDX(directory: directory, classes: classes)
         case .npz(let file):
-            sets = try DatasetFiles.loadNPZ(path: file, keys: .keras, layout: nil, classes: classes)
+            sets = try DatasetFiles.loadNPZ(path: file, keys: data.npzKeys, layout: data.layout, classes: classes)
         }
     } catch let error as DataFileError {
         throw UsageError(error.description)

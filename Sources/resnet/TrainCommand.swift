@@ -59,6 +59,9 @@ struct TrainSettings {
     var threads: Int?
     var backend: BackendChoice
     var winograd: Bool
+    /// `--npz-keys` and `--layout` as given, recorded so that `evaluate` reads the file alike.
+    var npzKeys: String?
+    var layout: String?
     var save: URL?
     var overwrite: Bool
     /// Epochs between the checkpoints saved during training, or nil for none.
@@ -84,6 +87,8 @@ struct TrainSettings {
         threads = try parseThreads(arguments)
         backend = try arguments.choice("backend", as: BackendChoice.self)
         winograd = !arguments.flag("no-winograd")
+        npzKeys = arguments.contains("npz-keys") ? try arguments.string("npz-keys") : nil
+        layout = arguments.contains("layout") ? try arguments.choice("layout") : nil
         // Rank 0 alone writes checkpoints, so the other ranks do not need its directory.
         save = (DistributedRun.currentRank ?? 0) == 0 ? try checkSaveTarget(arguments) : nil
         overwrite = arguments.flag("overwrite")

@@ -68,6 +68,7 @@ final class CommandLineTests: XCTestCase {
         let cases: [([String], String)] = [
             (["train", "--batch-size", "0"], "--batch-size"),
             (["train", "--epoch", "3"], "--epochs"),
+            (["bench", "--winograd"], "--no-winograd turns it off"),
             (["train", "--classes", "1"], "--classes"),
             (["train", "--input", "2x2x3"], "--input"),
             (["train", "--input", "224x224"], "--input"),

@@ -30,6 +30,49 @@ extension CommandLineTests {
             split.output)
     }
 
+    func testEvaluateUsesRecordedNPZKeys() throws {
+        let keys = "images,labels,test_images,test_labels"
+        let path = try writeTemporaryFile(
+            "renamed.npz", tinyArchive(labels: [0, 1, 0, 1, 1, 0, 1, 0, 0, 1, 1, 0, 0, 1, 0, 1], keys: keys))
+        let checkpoint = FileManager.default.temporaryDirectory.appendingPathComponent("\(UUID().uuidString).safetensors").path
+        defer {
+            for file in [path, checkpoint] {
+                try? FileManager.default.removeItem(atPath: file)
+            }
+        }
+
+        let training = try run([
+            "train", "--data", "npz:\(path)", "--npz-keys", keys, "--model", "resnet20", "--epochs", "1",
+            "--batch-size", "8", "--threads", "2", "--save", checkpoint,
+        ])
+        XCTAssertEqual(training.status, 0, training.errors)
+        let epoch = try XCTUnwrap(training.output.split(separator: "\n").last { $0.hasPrefix("epoch 1/1 ") }, training.output)
+        let validationLoss = try XCTUnwrap(epoch.split(separator: " ").first { $0.hasPrefix("val_loss=") }).dropFirst(9)
+
+        // Without --data, and with the same file named again, evaluate reads the run's arrays.
+        for extra in [[], ["--data", "npz:\(path)"]] {
+            let evaluation = try run(["evaluate", "--checkpoint", checkpoint, "--threads", "2"] + extra)
+            XCTAssertEqual(evaluation.status, 0, "\(extra): \(evaluation.errors)")
+            XCTAssertTrue(evaluation.output.contains("loss=\(validationLoss) "), "\(extra): \(evaluation.output)")
+            XCTAssertTrue(evaluation.output.contains(" samples=4"), evaluation.output)
+        }
+
+        // Keys given on the command line replace the recorded ones, and options for npz files
+        // are rejected for other data.
+        let cases: [([String], [String])] = [
+            (["--npz-keys", "x_train,y_train,x_test,y_test"], ["x_train", path]),
+            (["--npz-keys", "a,b"], ["--npz-keys", "four comma-separated"]),
+            (["--data", "gratings", "--layout", "channels-last"], ["--layout", "npz:FILE"]),
+        ]
+        for (extra, fragments) in cases {
+            let result = try run(["evaluate", "--checkpoint", checkpoint] + extra)
+            XCTAssertEqual(result.status, 2, "\(extra): \(result.errors)")
+            for fragment in fragments {
+                XCTAssertTrue(result.errors.contains(fragment), "\(extra) should name \(fragment): \(result.errors)")
+            }
+        }
+    }
+
     func testBadDataExitsWithUsageError() throws {
         let badLabels = try writeTemporaryFile("bad-labels.npz", tinyArchive(labels: [0, 1, 0, 1, 1, 0, 1, 0, 0, 1, 1, 0, 0, 1, 0, 7]))
         defer { try? FileManager.default.removeItem(atPath: badLabels) }
@@ -79,17 +122,18 @@ extension CommandLineTests {
     }
 
     /// Builds a Keras-style archive of 8x8 uint8 images, brighter for class 1: one training
-    /// image per entry of `labels`, and 4 test images.
-    private func tinyArchive(labels: [UInt8]) -> [UInt8] {
+    /// image per entry of `labels`, and 4 test images, under the array names `keys`.
+    private func tinyArchive(labels: [UInt8], keys: String = "x_train,y_train,x_test,y_test") -> [UInt8] {
         let testLabels: [UInt8] = [0, 1, 1, 0]
         func images(_ labels: [UInt8]) -> [UInt8] {
             labels.flatMap { label in (0..<64).map { UInt8(truncatingIfNeeded: $0 + (label == 1 ? 150 : 20)) } }
         }
+        let names = keys.split(separator: ",").map { String($0) + ".npy" }
         return storedZip([
-            ("x_train.npy", npy("|u1", [labels.count, 8, 8], images(labels))),
-            ("y_train.npy", npy("|u1", [labels.count], labels)),
-            ("x_test.npy", npy("|u1", [4, 8, 8], images(testLabels))),
-            ("y_test.npy", npy("|u1", [4], testLabels)),
+            (names[0], npy("|u1", [labels.count, 8, 8], images(labels))),
+            (names[1], npy("|u1", [labels.count], labels)),
+            (names[2], npy("|u1", [4, 8, 8], images(testLabels))),
+            (names[3], npy("|u1", [4], testLabels)),
         ])
     }
 
