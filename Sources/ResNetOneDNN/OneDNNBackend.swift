@@ -54,9 +54,14 @@ public final class OneDNNBackend: Backend {
                 throw bridgeError("engine", status)
             }
         }
-        version = "\(onednn_bridge.versionMajor()).\(onednn_bridge.versionMinor()).\(onednn_bridge.versionPatch())"
+        version = Self.libraryVersion
         isa = String(cString: onednn_bridge.effectiveIsaName())
         self.winograd = winograd
+    }
+
+    /// The version of the oneDNN library loaded at run time, such as `2.6.3`.
+    public static var libraryVersion: String {
+        "\(onednn_bridge.versionMajor()).\(onednn_bridge.versionMinor()).\(onednn_bridge.versionPatch())"
     }
 
     /// OpenMP threads oneDNN runs on; 0 when no OpenMP runtime is loaded.

@@ -30,8 +30,8 @@ func exitWithError(_ message: String, code: Int32) -> Never {
     FileHandle.standardError.write(Data("error: \(rank)\(message)\n".utf8))
     if MPIGroup.isInitialized {
         // mpiexec forwards each rank's output through a pipe, so an abort can end the run before
-        // the line above gets through. A fifth of a second lets it arrive.
-        usleep(200_000)
+        // the line above gets through. Half a second lets it arrive, even on a busy machine.
+        usleep(500_000)
         MPIGroup.abortRun(code: code)
     }
     exit(code)
@@ -120,15 +120,18 @@ struct Command {
     }
 }
 
-/// The tool: its name, its description and its subcommands.
+/// The tool: its name, its version, its description and its subcommands.
 struct Program {
     var name: String
+    /// The line that `--version` prints after the name.
+    var version: String
     var description: String
     var commands: [Command]
 
     /// The outcome of parsing a command line.
     enum Invocation {
-        /// The user asked for help, and the text is ready to print to standard output.
+        /// The user asked for help or the version, and the text is ready to print to standard
+        /// output.
         case help(String)
         /// The user ran `command` with `arguments`.
         case run(Command, ParsedArguments)
@@ -144,6 +147,9 @@ struct Program {
         }
         if isHelpRequest(first) {
             return .help(helpText)
+        }
+        if first == "--version" {
+            return .help("\(name) \(version)")
         }
         if first.hasPrefix("-") {
             throw UsageError(

@@ -12,7 +12,7 @@ extension Program {
         lines += wrap(words(of: description), width: helpLineWidth)
         lines += ["", "Commands:"]
         lines += formatEntries(commands.map { (term: $0.name, words: words(of: $0.summary)) })
-        lines += ["", "Run '\(name) <command> --help' for a command's options."]
+        lines += ["", "Run '\(name) <command> --help' for a command's options, '\(name) --version' for the version."]
         return lines.joined(separator: "\n")
     }
 

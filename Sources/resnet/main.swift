@@ -1,8 +1,10 @@
 import Foundation
 import ResNetKit
+import ResNetOneDNN
 
 let program = Program(
     name: "resnet",
+    version: "0.1.0 (oneDNN \(OneDNNBackend.libraryVersion))",
     description: "Defines, trains and compares residual networks on the CPU, with oneDNN or pure-Swift kernels.",
     commands: [trainCommand, evaluateCommand, predictCommand, compareCommand, benchCommand, summaryCommand])
 

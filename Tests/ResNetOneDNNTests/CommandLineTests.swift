@@ -1,4 +1,5 @@
 import Foundation
+import ResNetOneDNN
 import XCTest
 
 /// The `resnet` tool run as a user runs it: a child process, its output and its exit status.
@@ -110,6 +111,17 @@ final class CommandLineTests: XCTestCase {
         for command in ["train", "compare", "bench"] {
             XCTAssertTrue(overview.output.contains(command), "\(command) missing from: \(overview.output)")
         }
+    }
+
+    func testVersionNamesToolAndOneDNN() throws {
+        let result = try run(["--version"])
+        XCTAssertEqual(result.status, 0, result.errors)
+        XCTAssertEqual(result.output, "resnet 0.1.0 (oneDNN \(OneDNNBackend.libraryVersion))\n")
+        XCTAssertTrue(OneDNNBackend.libraryVersion.hasPrefix("2."), OneDNNBackend.libraryVersion)
+
+        let misplaced = try run(["train", "--version"])
+        XCTAssertEqual(misplaced.status, 2)
+        XCTAssertTrue(misplaced.errors.contains("unknown option '--version'"), misplaced.errors)
     }
 
     func testCompareExitsZeroWhenBackendsAgree() throws {
