@@ -107,7 +107,8 @@ func runEvaluate(_ arguments: ParsedArguments) throws -> Int32 {
     return 0
 }
 
-/// Reads `--data`, `--samples` and `--seed`, taking each missing one from the training record.
+/// Reads `--data`, `--samples`, `--seed`, `--npz-keys` and `--layout`, taking each missing one
+/// from the training record.
 private func evaluationData(_ arguments: ParsedArguments, record: [String: String]) throws(UsageError) -> EvaluationData {
     let source: DataSource
     if arguments.contains("data") {
