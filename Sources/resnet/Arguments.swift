@@ -30,7 +30,7 @@ func exitWithError(_ message: String, code: Int32) -> Never {
     FileHandle.standardError.write(Data("error: \(rank)\(message)\n".utf8))
     if MPIGroup.isInitialized {
         // mpiexec forwards each rank's output through a pipe, so an abort can end the run before
-        // the line above gets through. Half a second lets it arrive, even on a busy machine.
+        // the line above gets through. Half a second is a margin for it to arrive, not a guarantee.
         usleep(500_000)
         MPIGroup.abortRun(code: code)
     }

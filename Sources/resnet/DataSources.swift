@@ -86,18 +86,14 @@ let dataSourceOptions: [Option] = [
     Option(
         "validation-split", placeholder: "F",
         help: "validate on the last fraction F of the training samples instead, 0 <= F < 1, as Keras's validation_split"),
-    layoutOption,
-    npzKeysOption,
+    Option(
+        "layout", choices: ImageLayout.allCases.map(\.rawValue),
+        help: "position of the channel axis in rank-4 npz images; detected from the shape when absent"),
+    Option(
+        "npz-keys", placeholder: "XTRAIN,YTRAIN,XTEST,YTEST",
+        help: "names of the training images and labels and the test images and labels in an npz file",
+        default: "x_train,y_train,x_test,y_test"),
 ]
-
-let layoutOption = Option(
-    "layout", choices: ImageLayout.allCases.map(\.rawValue),
-    help: "position of the channel axis in rank-4 npz images; detected from the shape when absent")
-
-let npzKeysOption = Option(
-    "npz-keys", placeholder: "XTRAIN,YTRAIN,XTEST,YTEST",
-    help: "names of the training images and labels and the test images and labels in an npz file",
-    default: "x_train,y_train,x_test,y_test")
 
 // MARK: - Loading
 
